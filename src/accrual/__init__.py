@@ -1,0 +1,3 @@
+"""Accrual: the source of truth for monetization state."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""The HTTP API: translates requests into service calls and errors into problem+json."""

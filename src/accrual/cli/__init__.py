@@ -1,0 +1,1 @@
+"""The `accrual` command line."""

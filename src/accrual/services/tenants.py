@@ -1,0 +1,129 @@
+"""Tenants: create (with a first admin key), read, update, list."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+
+import sqlalchemy as sa
+
+from accrual.domain import timezones
+from accrual.domain.errors import InvalidInput, NotFound
+from accrual.services import api_keys
+from accrual.services.unit_of_work import Actor, read_only, unit_of_work
+from accrual.store import ids
+from accrual.store import tenants as tenant_store
+from accrual.store.database import BoundTransactions, Database, TransactionSource
+from accrual.store.pagination import Page, fetch_page
+
+DEMO_TENANT_NAME = "Demo"
+# Serializes first-start checks of several servers sharing one database.
+_DEMO_LOCK = 0x44_45_4D_4F  # "DEMO"
+
+
+class TenantNotFound(NotFound):
+    title = "Tenant not found"
+
+
+@dataclasses.dataclass(frozen=True)
+class CreatedTenant:
+    tenant: tenant_store.Tenant
+    admin_key: api_keys.IssuedKey
+
+
+def _validate_name(name: str) -> str:
+    name = name.strip()
+    if not 1 <= len(name) <= 200:
+        raise InvalidInput("name must be 1 to 200 characters", field="/name")
+    return name
+
+
+def create_tenant(
+    db: TransactionSource, *, name: str, timezone: str, actor: Actor, now: dt.datetime
+) -> CreatedTenant:
+    """Create a tenant and its first admin API key, in one transaction."""
+    timezones.zone(timezone, field="/timezone")
+    tenant = tenant_store.Tenant(
+        tenant_id=ids.new_id(), name=_validate_name(name), timezone=timezone, created_at=now
+    )
+    with unit_of_work(db, tenant_id=tenant.tenant_id, actor=actor, now=now) as uow:
+        tenant_store.insert(uow.conn, tenant)
+        uow.changed(
+            "tenant.created",
+            entity_type="tenant",
+            entity_id=str(tenant.tenant_id),
+            before=None,
+            after=tenant.snapshot(),
+        )
+        key = api_keys.issue_key(uow, name="Initial admin key", scopes=["admin"])
+    return CreatedTenant(tenant=tenant, admin_key=key)
+
+
+def get_tenant(db: TransactionSource, *, tenant_id: uuid.UUID) -> tenant_store.Tenant:
+    with read_only(db) as conn:
+        tenant = tenant_store.get(conn, tenant_id)
+    if tenant is None:
+        raise TenantNotFound(f"no tenant {tenant_id}")
+    return tenant
+
+
+def update_tenant(
+    db: TransactionSource,
+    *,
+    tenant_id: uuid.UUID,
+    name: str | None = None,
+    timezone: str | None = None,
+    actor: Actor,
+    now: dt.datetime,
+) -> tenant_store.Tenant:
+    """Change the tenant's name or default time zone; an empty change writes nothing."""
+    values: dict[str, str] = {}
+    if name is not None:
+        values["name"] = _validate_name(name)
+    if timezone is not None:
+        timezones.zone(timezone, field="/timezone")
+        values["timezone"] = timezone
+    with unit_of_work(db, tenant_id=tenant_id, actor=actor, now=now) as uow:
+        before = tenant_store.get(uow.conn, tenant_id, for_update=True)
+        if before is None:
+            raise TenantNotFound(f"no tenant {tenant_id}")
+        if all(getattr(before, k) == v for k, v in values.items()):
+            return before
+        after = tenant_store.update(uow.conn, tenant_id, **values)
+        uow.changed(
+            "tenant.updated",
+            entity_type="tenant",
+            entity_id=str(tenant_id),
+            before=before.snapshot(),
+            after=after.snapshot(),
+        )
+        return after
+
+
+def list_tenants(db: TransactionSource, *, cursor: str | None, limit: int) -> Page[tenant_store.Tenant]:
+    query = tenant_store.select_all()
+    with read_only(db) as conn:
+        return fetch_page(
+            conn,
+            query,
+            query.selected_columns.tenant_id,
+            cursor=cursor,
+            limit=limit,
+            descending=False,
+            to_item=tenant_store.tenant_from_row,
+            key_of=lambda t: t.tenant_id,
+            parse_key=uuid.UUID,
+        )
+
+
+def ensure_demo_tenant(db: Database, *, actor: Actor, now: dt.datetime) -> CreatedTenant | None:
+    """On a database without tenants, create the demo tenant and return it; else return None."""
+    with db.transaction() as conn:
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_DEMO_LOCK)))
+        if tenant_store.count(conn) > 0:
+            return None
+        # Created inside the lock's transaction, so a second server waits and then sees it.
+        return create_tenant(
+            BoundTransactions(conn), name=DEMO_TENANT_NAME, timezone="UTC", actor=actor, now=now
+        )

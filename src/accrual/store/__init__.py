@@ -1,0 +1,1 @@
+"""PostgreSQL: schema, migrations, queries, and the embedded server bootstrap."""

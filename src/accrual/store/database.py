@@ -1,0 +1,110 @@
+"""Connections and transactions.
+
+A `Database` owns the engine. Services ask it for a transaction; an entry point that must
+make a service's writes part of a larger transaction (an idempotent API request records its
+response in the same commit as the effect) hands the service a `Database` bound to its open
+connection instead, whose transactions are savepoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import decimal
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+
+
+class TransactionSource(Protocol):
+    """Where a unit of work gets its transaction."""
+
+    def transaction(self) -> contextlib.AbstractContextManager[sa.Connection]: ...
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"cannot store {type(value).__name__} in JSON")
+
+
+def dumps_json(value: Any) -> str:
+    """JSON for the database: floats are refused (money is exact), keys are sorted."""
+    _refuse_floats(value)
+    return json.dumps(value, default=_json_default, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _refuse_floats(value: Any) -> None:
+    if isinstance(value, float):
+        raise TypeError("floats are not stored: use Decimal or a decimal string")
+    if isinstance(value, dict):
+        for item in value.values():
+            _refuse_floats(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _refuse_floats(item)
+
+
+def loads_json(text: str | bytes) -> Any:
+    """JSON from the database: numbers with a fraction come back as exact `Decimal`s."""
+    return json.loads(text, parse_float=decimal.Decimal)
+
+
+def normalize_url(url: str) -> str:
+    """Return `url` with the psycopg 3 driver named, whatever PostgreSQL URL form was given."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    raise ValueError(f"not a PostgreSQL URL: {url.rsplit('@', maxsplit=1)[-1]}")
+
+
+class Database:
+    """The engine behind every unit of work."""
+
+    def __init__(self, url: str, *, pool_size: int = 10, application_name: str = "accrual") -> None:
+        self.url = normalize_url(url)
+        self.engine = sa.create_engine(
+            self.url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            json_serializer=dumps_json,
+            json_deserializer=loads_json,
+            connect_args={"options": "-c timezone=UTC", "application_name": application_name},
+        )
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sa.Connection]:
+        """Open a connection in a transaction; commit on success, roll back on any error."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[sa.Connection]:
+        """A connection for reads or for callers that manage transactions themselves."""
+        with self.engine.connect() as conn:
+            yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+class BoundTransactions:
+    """Transactions as savepoints of an open connection's transaction."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sa.Connection]:
+        with self.conn.begin_nested():
+            yield self.conn

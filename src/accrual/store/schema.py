@@ -1,0 +1,161 @@
+"""The relational schema, as SQLAlchemy Core tables.
+
+Every table leads with `tenant_id`, and every primary and unique key includes it, so the
+schema can be distributed by tenant. Constraints carry explicit names: a violated constraint
+is translated, by its name, into a specific error (see `store.constraints`). Alembic
+migrations under `store/migrations` create exactly these tables; a test compares the two.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.dialects.postgresql.base import ischema_names
+from sqlalchemy.types import UserDefinedType
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Xid8(UserDefinedType[int]):
+    """PostgreSQL's 64-bit transaction id, used to read the outbox in commit order."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **_: object) -> str:
+        return "xid8"
+
+
+# So reflection (and the schema-drift test) knows the type instead of warning about it.
+ischema_names["xid8"] = Xid8
+
+
+def _tenant_id() -> sa.Column[object]:
+    return sa.Column("tenant_id", sa.Uuid, nullable=False)
+
+
+def _tenant_fk(table: str) -> sa.ForeignKeyConstraint:
+    return sa.ForeignKeyConstraint(["tenant_id"], ["tenants.tenant_id"], name=f"fk_{table}_tenant")
+
+
+TIMESTAMP = sa.DateTime(timezone=True)
+
+API_KEY_SCOPES = ("admin", "write", "read", "ingest", "finance")
+
+tenants = sa.Table(
+    "tenants",
+    metadata,
+    sa.Column("tenant_id", sa.Uuid, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("timezone", sa.Text, nullable=False, server_default="UTC"),
+    sa.Column("created_at", TIMESTAMP, nullable=False),
+    sa.PrimaryKeyConstraint("tenant_id", name="pk_tenants"),
+    sa.CheckConstraint("length(name) between 1 and 200", name="name_length"),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    _tenant_id(),
+    sa.Column("api_key_id", sa.Uuid, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("prefix", sa.Text, nullable=False),
+    sa.Column("key_hash", sa.LargeBinary, nullable=False),
+    sa.Column("scopes", pg.ARRAY(sa.Text), nullable=False),
+    sa.Column("created_at", TIMESTAMP, nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("revoked_at", TIMESTAMP, nullable=True),
+    sa.PrimaryKeyConstraint("tenant_id", "api_key_id", name="pk_api_keys"),
+    sa.UniqueConstraint("tenant_id", "key_hash", name="uq_api_keys_tenant_id_key_hash"),
+    _tenant_fk("api_keys"),
+    sa.CheckConstraint("length(name) between 1 and 200", name="name_length"),
+    sa.CheckConstraint(
+        "cardinality(scopes) > 0 and scopes <@ array['admin','write','read','ingest','finance']::text[]",
+        name="known_scopes",
+    ),
+    sa.CheckConstraint("octet_length(key_hash) = 32", name="key_hash_sha256"),
+    # Authentication finds a key by its hash alone (the caller has not said who they are yet).
+    sa.Index("ix_api_keys_key_hash", "key_hash"),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    _tenant_id(),
+    sa.Column("idempotency_key", sa.Text, nullable=False),
+    sa.Column("request_method", sa.Text, nullable=False),
+    sa.Column("request_path", sa.Text, nullable=False),
+    sa.Column("request_hash", sa.LargeBinary, nullable=False),
+    sa.Column("response_status", sa.Integer, nullable=False),
+    sa.Column("response_headers", pg.JSONB, nullable=False),
+    sa.Column("response_body", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", TIMESTAMP, nullable=False),
+    sa.PrimaryKeyConstraint("tenant_id", "idempotency_key", name="pk_idempotency_keys"),
+    _tenant_fk("idempotency_keys"),
+    sa.CheckConstraint("length(idempotency_key) between 1 and 255", name="key_length"),
+    sa.Index("ix_idempotency_keys_created_at", "created_at"),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    _tenant_id(),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("occurred_at", TIMESTAMP, nullable=False),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("entity_type", sa.Text, nullable=False),
+    sa.Column("entity_id", sa.Text, nullable=False),
+    sa.Column("before", pg.JSONB, nullable=True),
+    sa.Column("after", pg.JSONB, nullable=True),
+    sa.Column("prev_hash", sa.LargeBinary, nullable=False),
+    sa.Column("hash", sa.LargeBinary, nullable=False),
+    sa.PrimaryKeyConstraint("tenant_id", "seq", name="pk_audit_log"),
+    _tenant_fk("audit_log"),
+    sa.CheckConstraint("seq >= 1", name="seq_positive"),
+    sa.CheckConstraint("octet_length(hash) = 32 and octet_length(prev_hash) = 32", name="sha256"),
+    sa.Index("ix_audit_log_tenant_id_entity", "tenant_id", "entity_type", "entity_id"),
+)
+
+outbox_events = sa.Table(
+    "outbox_events",
+    metadata,
+    _tenant_id(),
+    sa.Column("event_id", sa.Uuid, nullable=False),
+    sa.Column("seq", sa.BigInteger, sa.Identity(always=True), nullable=False),
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("entity_type", sa.Text, nullable=False),
+    sa.Column("entity_id", sa.Text, nullable=False),
+    sa.Column("payload", pg.JSONB, nullable=False),
+    sa.Column("occurred_at", TIMESTAMP, nullable=False),
+    # The writing transaction's id: a relay reads only below the oldest running transaction
+    # (pg_snapshot_xmin), so an event that commits late is never skipped.
+    sa.Column("xid", Xid8, nullable=False, server_default=sa.text("pg_current_xact_id()")),
+    sa.PrimaryKeyConstraint("tenant_id", "event_id", name="pk_outbox_events"),
+    sa.UniqueConstraint("tenant_id", "seq", name="uq_outbox_events_tenant_id_seq"),
+    _tenant_fk("outbox_events"),
+    sa.Index("ix_outbox_events_seq", "seq"),
+    sa.Index("ix_outbox_events_tenant_id_entity", "tenant_id", "entity_type", "entity_id", "seq"),
+)
+
+test_clocks = sa.Table(
+    "test_clocks",
+    metadata,
+    _tenant_id(),
+    sa.Column("test_clock_id", sa.Uuid, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("frozen_time", TIMESTAMP, nullable=False),
+    sa.Column("created_at", TIMESTAMP, nullable=False),
+    sa.PrimaryKeyConstraint("tenant_id", "test_clock_id", name="pk_test_clocks"),
+    _tenant_fk("test_clocks"),
+    sa.CheckConstraint("length(name) between 1 and 200", name="name_length"),
+)
+
+APPEND_ONLY_TABLES = ("audit_log", "outbox_events")

@@ -1,0 +1,1 @@
+"""Background work: runs what falls due on the real clock, and housekeeping."""
