@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from accrual.api import problems
 from accrual.domain import access
 from accrual.domain.clock import Clock
-from accrual.domain.errors import AccrualError, Forbidden
+from accrual.domain.errors import AccrualError, Forbidden, UnsupportedFormat
 from accrual.services import api_keys, idempotency
 from accrual.services.api_keys import InvalidApiKey, Principal
 from accrual.services.due_work import DueWorkRegistry
@@ -153,6 +153,14 @@ def writer(*scopes: access.Scope) -> Callable[..., Any]:
         services = app_services(request)
         if idempotency_key is not None:
             idempotency.validate_key(idempotency_key)
+        body = await request.body()
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if body and not (media_type == "application/json" or media_type.endswith("+json")):
+            raise UnsupportedFormat(
+                "send the body as JSON with Content-Type: application/json "
+                f"(got {media_type or 'no Content-Type'})",
+                field="Content-Type",
+            )
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return WriteContext(
             services=services,
@@ -160,7 +168,7 @@ def writer(*scopes: access.Scope) -> Callable[..., Any]:
             now=services.clock.now(),
             method=request.method,
             path=path,
-            body=await request.body(),
+            body=body,
             idempotency_key=idempotency_key,
         )
 

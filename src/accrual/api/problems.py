@@ -28,6 +28,7 @@ STATUS_BY_KIND = {
     ErrorKind.CONFLICT: 409,
     ErrorKind.FORBIDDEN: 403,
     ErrorKind.UNAUTHENTICATED: 401,
+    ErrorKind.UNSUPPORTED_FORMAT: 415,
 }
 
 log = structlog.get_logger("accrual.api")

@@ -41,12 +41,17 @@ class TenantOut(BaseModel):
     id: uuid.UUID
     name: str
     timezone: str
+    maker_checker: bool = Field(description="Publishing a plan version needs a second person's approval.")
     created_at: dt.datetime
 
     @classmethod
     def of(cls, tenant: Tenant) -> TenantOut:
         return cls(
-            id=tenant.tenant_id, name=tenant.name, timezone=tenant.timezone, created_at=tenant.created_at
+            id=tenant.tenant_id,
+            name=tenant.name,
+            timezone=tenant.timezone,
+            maker_checker=tenant.maker_checker,
+            created_at=tenant.created_at,
         )
 
 
@@ -58,6 +63,9 @@ class TenantUpdate(Request):
     )
     name: str | None = Field(default=None, min_length=1, max_length=200)
     timezone: str | None = Field(default=None, description="IANA time zone, the default for customers")
+    maker_checker: bool | None = Field(
+        default=None, description="Require a second person's approval to publish a plan version."
+    )
 
 
 class ApiKeyCreate(Request):

@@ -1,38 +1,36 @@
-"""The `accrual` command: serve, migrate, and operate tenants, keys, the audit log and test clocks.
-
-Errors are one line on stderr and a non-zero exit: 1 when the request could not be done,
-2 for a command used wrongly (Typer's own), 3 when the database is unreachable or behind.
-"""
+"""The `accrual` command: serve, migrate, and operate tenants, keys, the catalog, the audit log
+and test clocks. Shared plumbing (database, errors, output) is in `cli.common`."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import datetime as dt
-import getpass
-import json
 import sys
-import uuid
-from collections.abc import Callable, Iterator
-from typing import Annotated, Any, Literal, NoReturn, TypeVar
+from typing import Annotated, Any
 
-import sqlalchemy as sa
 import typer
-from rich.console import Console
-from rich.measure import Measurement
-from rich.table import Table
 
-from accrual.cli import serving
+from accrual.cli import catalog_commands, serving
+from accrual.cli.common import (
+    EXIT_FAILED,
+    JsonFlag,
+    TenantOption,
+    all_pages,
+    cli_actor,
+    command_database,
+    err,
+    errors_as_messages,
+    out,
+    parse_instant,
+    parse_uuid,
+    print_json,
+    table,
+)
 from accrual.cli.settings import Settings
-from accrual.domain.errors import AccrualError
 from accrual.integrations.system_clock import SYSTEM_CLOCK
 from accrual.services import api_keys, audit, tenants, test_clocks
 from accrual.services.due_work import default_registry
-from accrual.services.unit_of_work import Actor
 from accrual.store import migrate
-from accrual.store.database import Database
-from accrual.store.embedded import EmbeddedPostgres, EmbeddedServerFailed
-from accrual.store.pagination import Page
+from accrual.store.embedded import EmbeddedPostgres
 
 app = typer.Typer(
     name="accrual",
@@ -51,141 +49,11 @@ app.add_typer(keys_app, name="api-keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(clock_app, name="clock")
 app.add_typer(db_app, name="db")
-
-out = Console()
-err = Console(stderr=True)
-
-EXIT_FAILED = 1
-EXIT_DATABASE = 3
-
-
-class SchemaBehind(RuntimeError):
-    pass
-
-
-def fail(message: str, *, code: int = EXIT_FAILED) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def _cli_actor() -> Actor:
-    try:
-        return Actor.cli(getpass.getuser())
-    except (KeyError, OSError):
-        return Actor.cli("unknown")
-
-
-@contextlib.contextmanager
-def _errors_as_messages() -> Iterator[None]:
-    try:
-        yield
-    except AccrualError as exc:
-        where = f" ({exc.field})" if exc.field else ""
-        fail(f"{exc.detail}{where}")
-    except (EmbeddedServerFailed, SchemaBehind) as exc:
-        fail(str(exc), code=EXIT_DATABASE)
-    except serving.ServerDidNotStart as exc:
-        fail(str(exc))
-    except sa.exc.OperationalError as exc:
-        fail(f"cannot reach the database: {str(exc.orig).strip().splitlines()[0]}", code=EXIT_DATABASE)
-    except ValueError as exc:
-        fail(str(exc))
-
-
-@contextlib.contextmanager
-def open_database(settings: Settings, *, schema: Literal["migrate", "require", "any"]) -> Iterator[Database]:
-    """The configured database, or an embedded one when no URL is set (always migrated: it is ours).
-
-    `schema` says what to do about its schema: bring it up to date, require it to be, or leave it.
-    """
-    embedded: EmbeddedPostgres | None = None
-    url = settings.database_url
-    if url is None:
-        embedded = EmbeddedPostgres(settings.data_dir / "pgdata")
-        url = embedded.start()
-        if schema == "require":
-            schema = "migrate"
-    db = Database(url, pool_size=settings.db_pool_size)
-    try:
-        if schema == "migrate":
-            migrate.upgrade(db)
-        elif schema == "require":
-            current, head = migrate.current_revision(db), migrate.head_revision()
-            if current != head:
-                raise SchemaBehind(
-                    f"the database schema is at {current or 'nothing'}, this code needs {head}: "
-                    "run `accrual migrate`"
-                )
-        yield db
-    finally:
-        db.dispose()
-        if embedded is not None:
-            embedded.stop()
-
-
-@contextlib.contextmanager
-def command_database(*, schema: Literal["migrate", "require", "any"] = "require") -> Iterator[Database]:
-    with _errors_as_messages(), open_database(Settings(), schema=schema) as db:
-        yield db
-
-
-def parse_instant(value: str, *, option: str) -> dt.datetime:
-    try:
-        instant = dt.datetime.fromisoformat(value)
-    except ValueError:
-        fail(f"{option}: {value!r} is not an RFC 3339 instant, e.g. 2026-01-01T00:00:00Z")
-    if instant.tzinfo is None:
-        fail(f"{option}: {value!r} has no UTC offset; add Z or +01:00")
-    return instant.astimezone(dt.UTC)
-
-
-def parse_uuid(value: str, *, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        fail(f"{what}: {value!r} is not an id")
-
-
-def _json_default(value: object) -> str:
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-    if isinstance(value, uuid.UUID | bytes):
-        return value.hex() if isinstance(value, bytes) else str(value)
-    raise TypeError(type(value).__name__)
-
-
-def print_json(value: object) -> None:
-    sys.stdout.write(json.dumps(value, default=_json_default, indent=2) + "\n")
-
-
-def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column, no_wrap=True)
-    for row in rows:
-        table.add_row(*row)
-    # Ids are copied from here into the next command: never crop them to fit a narrow terminal.
-    needed = Measurement.get(out, out.options.update_width(10_000), table).maximum
-    Console(width=max(out.width, needed)).print(table)
-
-
-T = TypeVar("T")
-
-
-def all_pages(fetch: Callable[[str | None], Page[T]]) -> list[T]:
-    """Every item of a paginated list, following cursors to the end."""
-    items: list[T] = []
-    cursor: str | None = None
-    while True:
-        page = fetch(cursor)
-        items.extend(page.items)
-        if page.next_cursor is None:
-            return items
-        cursor = page.next_cursor
-
-
-TenantOption = Annotated[str, typer.Option("--tenant", "-t", help="Tenant id.")]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+app.add_typer(catalog_commands.catalog_app, name="catalog")
+app.add_typer(catalog_commands.plans_app, name="plans")
+app.add_typer(catalog_commands.meters_app, name="meters")
+app.add_typer(catalog_commands.coupons_app, name="coupons")
+app.add_typer(catalog_commands.tax_rates_app, name="tax-rates")
 
 
 @app.command()
@@ -220,7 +88,7 @@ def db_url() -> None:
     if settings.database_url is not None:
         sys.stdout.write(settings.database_url + "\n")
         return
-    with _errors_as_messages():
+    with errors_as_messages():
         embedded = EmbeddedPostgres(settings.data_dir / "pgdata")
         sys.stdout.write(embedded.start() + "\n")
         embedded.stop()
@@ -244,7 +112,7 @@ def tenants_create(
     """Create a tenant and its first admin API key (shown once)."""
     with command_database() as db:
         created = tenants.create_tenant(
-            db, name=name, timezone=timezone, actor=_cli_actor(), now=SYSTEM_CLOCK.now()
+            db, name=name, timezone=timezone, actor=cli_actor(), now=SYSTEM_CLOCK.now()
         )
     if as_json:
         print_json({"tenant": created.tenant.tenant_id, "api_key": created.admin_key.secret})
@@ -263,7 +131,7 @@ def tenants_list(as_json: JsonFlag = False) -> None:
     if as_json:
         print_json([_tenant_dict(t) for t in items])
         return
-    _table(
+    table(
         "Tenants",
         ["id", "name", "timezone", "created"],
         [[str(t.tenant_id), t.name, t.timezone, t.created_at.isoformat()] for t in items],
@@ -296,7 +164,7 @@ def keys_create(
     with command_database() as db:
         tenants.get_tenant(db, tenant_id=tenant_id)
         issued = api_keys.create_api_key(
-            db, tenant_id=tenant_id, name=name, scopes=scope, actor=_cli_actor(), now=SYSTEM_CLOCK.now()
+            db, tenant_id=tenant_id, name=name, scopes=scope, actor=cli_actor(), now=SYSTEM_CLOCK.now()
         )
     if as_json:
         print_json(_key_dict(issued.key) | {"api_key": issued.secret})
@@ -323,7 +191,7 @@ def keys_list(
     if as_json:
         print_json([_key_dict(k) for k in items])
         return
-    _table(
+    table(
         "API keys",
         ["id", "name", "prefix", "scopes", "revoked"],
         [
@@ -348,7 +216,7 @@ def keys_revoke(
     key_id = parse_uuid(api_key_id, what="API_KEY_ID")
     with command_database() as db:
         key = api_keys.revoke_api_key(
-            db, tenant_id=tenant_id, api_key_id=key_id, actor=_cli_actor(), now=SYSTEM_CLOCK.now()
+            db, tenant_id=tenant_id, api_key_id=key_id, actor=cli_actor(), now=SYSTEM_CLOCK.now()
         )
     out.print(f"API key {key.api_key_id} revoked at {key.revoked_at.isoformat() if key.revoked_at else '?'}")
 
@@ -409,7 +277,7 @@ def clock_create(
     with command_database() as db:
         tenants.get_tenant(db, tenant_id=tenant_id)
         clock = test_clocks.create_test_clock(
-            db, tenant_id=tenant_id, name=name, frozen_time=frozen, actor=_cli_actor(), now=SYSTEM_CLOCK.now()
+            db, tenant_id=tenant_id, name=name, frozen_time=frozen, actor=cli_actor(), now=SYSTEM_CLOCK.now()
         )
     if as_json:
         print_json(_clock_dict(clock))
@@ -435,7 +303,7 @@ def clock_advance(
             test_clock_id=clock_id,
             to=target,
             registry=default_registry(),
-            actor=_cli_actor(),
+            actor=cli_actor(),
             now=SYSTEM_CLOCK.now(),
         )
     if as_json:
@@ -458,7 +326,7 @@ def clock_list(tenant: TenantOption, as_json: JsonFlag = False) -> None:
     if as_json:
         print_json([_clock_dict(c) for c in items])
         return
-    _table(
+    table(
         "Test clocks",
         ["id", "name", "frozen at"],
         [[str(c.test_clock_id), c.name, c.frozen_time.isoformat()] for c in items],

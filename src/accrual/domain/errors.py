@@ -15,6 +15,7 @@ class ErrorKind(enum.Enum):
     CONFLICT = "conflict"  # the thing exists but its state forbids the request
     FORBIDDEN = "forbidden"  # the caller is known but lacks the right
     UNAUTHENTICATED = "unauthenticated"  # the caller is not known
+    UNSUPPORTED_FORMAT = "unsupported_format"  # the request is in a format this endpoint does not read
 
 
 class AccrualError(Exception):
@@ -56,6 +57,11 @@ class Conflict(AccrualError):
 class Forbidden(AccrualError):
     kind = ErrorKind.FORBIDDEN
     title = "Forbidden"
+
+
+class UnsupportedFormat(AccrualError):
+    kind = ErrorKind.UNSUPPORTED_FORMAT
+    title = "Unsupported format"
 
 
 class Unauthenticated(AccrualError):

@@ -74,16 +74,19 @@ def update_tenant(
     tenant_id: uuid.UUID,
     name: str | None = None,
     timezone: str | None = None,
+    maker_checker: bool | None = None,
     actor: Actor,
     now: dt.datetime,
 ) -> tenant_store.Tenant:
-    """Change the tenant's name or default time zone; an empty change writes nothing."""
-    values: dict[str, str] = {}
+    """Change the tenant's name, default time zone or maker-checker setting; no change writes nothing."""
+    values: dict[str, str | bool] = {}
     if name is not None:
         values["name"] = _validate_name(name)
     if timezone is not None:
         timezones.zone(timezone, field="/timezone")
         values["timezone"] = timezone
+    if maker_checker is not None:
+        values["maker_checker"] = maker_checker
     with unit_of_work(db, tenant_id=tenant_id, actor=actor, now=now) as uow:
         before = tenant_store.get(uow.conn, tenant_id, for_update=True)
         if before is None:

@@ -56,6 +56,8 @@ tenants = sa.Table(
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("timezone", sa.Text, nullable=False, server_default="UTC"),
     sa.Column("created_at", TIMESTAMP, nullable=False),
+    # Publishing a plan version needs a second person's approval.
+    sa.Column("maker_checker", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.PrimaryKeyConstraint("tenant_id", name="pk_tenants"),
     sa.CheckConstraint("length(name) between 1 and 200", name="name_length"),
 )
@@ -156,6 +158,178 @@ test_clocks = sa.Table(
     sa.PrimaryKeyConstraint("tenant_id", "test_clock_id", name="pk_test_clocks"),
     _tenant_fk("test_clocks"),
     sa.CheckConstraint("length(name) between 1 and 200", name="name_length"),
+)
+
+
+def _fk(
+    table: str, columns: list[str], target: str, target_columns: list[str], name: str
+) -> sa.ForeignKeyConstraint:
+    return sa.ForeignKeyConstraint(
+        ["tenant_id", *columns],
+        [f"{target}.tenant_id", *[f"{target}.{c}" for c in target_columns]],
+        name=name,
+    )
+
+
+CODE_CHECK = "code ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$'"
+
+products = sa.Table(
+    "products",
+    metadata,
+    _tenant_id(),
+    sa.Column("product_id", sa.Uuid, nullable=False),
+    sa.Column("code", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("created_at", TIMESTAMP, nullable=False),
+    sa.Column("archived_at", TIMESTAMP, nullable=True),
+    sa.PrimaryKeyConstraint("tenant_id", "product_id", name="pk_products"),
+    sa.UniqueConstraint("tenant_id", "code", name="uq_products_tenant_id_code"),
+    _tenant_fk("products"),
+    sa.CheckConstraint(CODE_CHECK, name="code_format"),
+)
+
+meters = sa.Table(
+    "meters",
+    metadata,
+    _tenant_id(),
+    sa.Column("meter_id", sa.Uuid, nullable=False),
+    sa.Column("code", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("aggregation", sa.Text, nullable=False),
+    sa.Column("field", sa.Text, nullable=True),
+    sa.Column("filters", pg.JSONB, nullable=False),
+    sa.Column("group_by", pg.ARRAY(sa.Text), nullable=False),
+    sa.Column("created_at", TIMESTAMP, nullable=False),
+    sa.Column("updated_at", TIMESTAMP, nullable=False),
+    sa.Column("archived_at", TIMESTAMP, nullable=True),
+    sa.PrimaryKeyConstraint("tenant_id", "meter_id", name="pk_meters"),
+    sa.UniqueConstraint("tenant_id", "code", name="uq_meters_tenant_id_code"),
+    _tenant_fk("meters"),
+    sa.CheckConstraint(CODE_CHECK, name="code_format"),
+    sa.CheckConstraint(
+        "aggregation in ('count','sum','max','unique_count','latest','weighted_sum')",
+        name="known_aggregation",
+    ),
+    sa.CheckConstraint("aggregation = 'count' or field is not null", name="field_required"),
+)
+
+plans = sa.Table(
+    "plans",
+    metadata,
+    _tenant_id(),
+    sa.Column("plan_id", sa.Uuid, nullable=False),
+    sa.Column("code", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("currency", sa.Text, nullable=False),
+    sa.Column("product_id", sa.Uuid, nullable=True),
+    sa.Column("created_at", TIMESTAMP, nullable=False),
+    sa.Column("archived_at", TIMESTAMP, nullable=True),
+    sa.PrimaryKeyConstraint("tenant_id", "plan_id", name="pk_plans"),
+    sa.UniqueConstraint("tenant_id", "code", name="uq_plans_tenant_id_code"),
+    _tenant_fk("plans"),
+    _fk("plans", ["product_id"], "products", ["product_id"], "fk_plans_product"),
+    sa.CheckConstraint(CODE_CHECK, name="code_format"),
+    sa.CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_format"),
+)
+
+plan_versions = sa.Table(
+    "plan_versions",
+    metadata,
+    _tenant_id(),
+    sa.Column("plan_version_id", sa.Uuid, nullable=False),
+    sa.Column("plan_id", sa.Uuid, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("interval_unit", sa.Text, nullable=False),
+    sa.Column("interval_count", sa.Integer, nullable=False),
+    sa.Column("trial_days", sa.Integer, nullable=False),
+    sa.Column("tax_rates", pg.ARRAY(sa.Text), nullable=False),
+    sa.Column("created_at", TIMESTAMP, nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("submitted_at", TIMESTAMP, nullable=True),
+    sa.Column("submitted_by", sa.Text, nullable=True),
+    sa.Column("published_at", TIMESTAMP, nullable=True),
+    sa.Column("published_by", sa.Text, nullable=True),
+    sa.PrimaryKeyConstraint("tenant_id", "plan_version_id", name="pk_plan_versions"),
+    sa.UniqueConstraint("tenant_id", "plan_id", "version", name="uq_plan_versions_tenant_id_plan_id_version"),
+    _fk("plan_versions", ["plan_id"], "plans", ["plan_id"], "fk_plan_versions_plan"),
+    sa.CheckConstraint("status in ('draft','pending_approval','published')", name="known_status"),
+    sa.CheckConstraint("interval_unit in ('day','week','month','quarter','year')", name="known_interval"),
+    sa.CheckConstraint("interval_count >= 1 and trial_days >= 0 and version >= 1", name="positive"),
+    sa.CheckConstraint("(status = 'published') = (published_at is not null)", name="published_when_stamped"),
+    # At most one version of a plan is open for editing or approval at a time.
+    sa.Index(
+        "uq_plan_versions_one_unpublished",
+        "tenant_id",
+        "plan_id",
+        unique=True,
+        postgresql_where=sa.text("status <> 'published'"),
+    ),
+)
+
+charges = sa.Table(
+    "charges",
+    metadata,
+    _tenant_id(),
+    sa.Column("charge_id", sa.Uuid, nullable=False),
+    sa.Column("plan_version_id", sa.Uuid, nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("code", sa.Text, nullable=False),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("timing", sa.Text, nullable=False),
+    sa.Column("meter_id", sa.Uuid, nullable=True),
+    sa.Column("spec", pg.JSONB, nullable=False),
+    sa.PrimaryKeyConstraint("tenant_id", "charge_id", name="pk_charges"),
+    sa.UniqueConstraint(
+        "tenant_id", "plan_version_id", "code", name="uq_charges_tenant_id_plan_version_id_code"
+    ),
+    sa.UniqueConstraint(
+        "tenant_id", "plan_version_id", "position", name="uq_charges_tenant_id_plan_version_id_position"
+    ),
+    _fk("charges", ["plan_version_id"], "plan_versions", ["plan_version_id"], "fk_charges_plan_version"),
+    _fk("charges", ["meter_id"], "meters", ["meter_id"], "fk_charges_meter"),
+    sa.CheckConstraint(
+        "model in ('flat','per_unit','graduated','volume','package','percentage')", name="known_model"
+    ),
+    sa.CheckConstraint("timing in ('in_advance','in_arrears')", name="known_timing"),
+    sa.CheckConstraint("(model = 'flat') = (meter_id is null)", name="metered_has_meter"),
+    sa.Index("ix_charges_tenant_id_meter_id", "tenant_id", "meter_id"),
+)
+
+coupons = sa.Table(
+    "coupons",
+    metadata,
+    _tenant_id(),
+    sa.Column("coupon_id", sa.Uuid, nullable=False),
+    sa.Column("code", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("spec", pg.JSONB, nullable=False),
+    sa.Column("created_at", TIMESTAMP, nullable=False),
+    sa.Column("archived_at", TIMESTAMP, nullable=True),
+    sa.PrimaryKeyConstraint("tenant_id", "coupon_id", name="pk_coupons"),
+    sa.UniqueConstraint("tenant_id", "code", name="uq_coupons_tenant_id_code"),
+    _tenant_fk("coupons"),
+    sa.CheckConstraint(CODE_CHECK, name="code_format"),
+)
+
+tax_rates = sa.Table(
+    "tax_rates",
+    metadata,
+    _tenant_id(),
+    sa.Column("tax_rate_id", sa.Uuid, nullable=False),
+    sa.Column("code", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("rate", sa.Numeric, nullable=False),
+    sa.Column("inclusive", sa.Boolean, nullable=False),
+    sa.Column("created_at", TIMESTAMP, nullable=False),
+    sa.Column("archived_at", TIMESTAMP, nullable=True),
+    sa.PrimaryKeyConstraint("tenant_id", "tax_rate_id", name="pk_tax_rates"),
+    sa.UniqueConstraint("tenant_id", "code", name="uq_tax_rates_tenant_id_code"),
+    _tenant_fk("tax_rates"),
+    sa.CheckConstraint(CODE_CHECK, name="code_format"),
+    sa.CheckConstraint("rate >= 0 and rate <= 100", name="rate_range"),
 )
 
 APPEND_ONLY_TABLES = ("audit_log", "outbox_events")

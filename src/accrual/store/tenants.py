@@ -18,6 +18,7 @@ class Tenant:
     name: str
     timezone: str
     created_at: dt.datetime
+    maker_checker: bool = False
 
     def snapshot(self) -> dict[str, Any]:
         """The tenant as the audit log and events record it."""
@@ -26,11 +27,18 @@ class Tenant:
             "name": self.name,
             "timezone": self.timezone,
             "created_at": self.created_at.isoformat(),
+            "maker_checker": self.maker_checker,
         }
 
 
 def tenant_from_row(row: sa.Row[Any]) -> Tenant:
-    return Tenant(tenant_id=row.tenant_id, name=row.name, timezone=row.timezone, created_at=row.created_at)
+    return Tenant(
+        tenant_id=row.tenant_id,
+        name=row.name,
+        timezone=row.timezone,
+        created_at=row.created_at,
+        maker_checker=row.maker_checker,
+    )
 
 
 def insert(conn: sa.Connection, tenant: Tenant) -> None:

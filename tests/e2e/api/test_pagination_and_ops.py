@@ -73,3 +73,30 @@ def test_openapi_documents_every_route_with_security_and_examples(client: TestCl
     assert any(p["name"] == "Idempotency-Key" for p in create["parameters"])
     schemas = spec["components"]["schemas"]
     assert schemas["ApiKeyCreate"]["examples"]
+
+
+def test_every_request_body_has_an_example(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    missing = []
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            body = operation.get("requestBody")
+            if body is None:
+                continue
+            ref = body["content"]["application/json"]["schema"].get("$ref", "")
+            schema = schemas[ref.rsplit("/", 1)[-1]] if ref else {}
+            if not schema.get("examples"):
+                missing.append(f"{method.upper()} {path}")
+    assert missing == []
+
+
+def test_every_operation_has_a_summary(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    unsummarized = [
+        f"{method.upper()} {path}"
+        for path, operations in spec["paths"].items()
+        for method, operation in operations.items()
+        if not operation.get("summary")
+    ]
+    assert unsummarized == []

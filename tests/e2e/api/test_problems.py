@@ -99,3 +99,15 @@ def test_moving_a_clock_back_is_refused_and_changes_nothing(
 def test_unknown_routes_and_methods_are_problems_too(client: TestClient, tenant: CreatedTenant) -> None:
     assert_problem(client.get("/v1/no_such_thing", headers=auth(tenant.admin_key.secret)), 404)
     assert_problem(client.delete("/v1/tenant", headers=auth(tenant.admin_key.secret)), 405)
+
+
+def test_a_body_that_is_not_json_is_415(client: TestClient, db: Database, tenant: CreatedTenant) -> None:
+    before = _writes(db, tenant)
+    response = client.post(
+        "/v1/api_keys",
+        content=b"name=x&scopes=read",
+        headers=auth(tenant.admin_key.secret) | {"content-type": "application/x-www-form-urlencoded"},
+    )
+    body = assert_problem(response, 415, parameter="Content-Type")
+    assert "application/json" in body["detail"]
+    assert _writes(db, tenant) == before

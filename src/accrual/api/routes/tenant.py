@@ -29,6 +29,7 @@ def update_tenant(body: TenantUpdate, ctx: Annotated[WriteContext, Depends(write
                 tenant_id=ctx.principal.tenant_id,
                 name=body.name,
                 timezone=body.timezone,
+                maker_checker=body.maker_checker,
                 actor=ctx.principal.actor,
                 now=ctx.now,
             )
