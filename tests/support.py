@@ -39,3 +39,16 @@ def assert_problem(
     if parameter is not None:
         assert body["parameter"] == parameter, body
     return body
+
+
+def run_cli(runner: object, *args: str, code: int = 0) -> str:
+    """Run `accrual ARGS`; check its exit code and that it printed no traceback; return its output."""
+    from typer.testing import CliRunner
+
+    from accrual.cli.main import app
+
+    assert isinstance(runner, CliRunner)
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == code, (result.exit_code, result.output, result.exception)
+    assert "Traceback" not in result.output
+    return result.output

@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 
 from fastapi.testclient import TestClient
-from tests.support import assert_problem, auth
 
 from accrual.services import api_keys
 from accrual.services.tenants import CreatedTenant
 from accrual.services.unit_of_work import Actor
 from accrual.store.database import Database
+from tests.support import assert_problem, auth
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 

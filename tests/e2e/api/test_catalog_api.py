@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from tests.support import assert_problem, auth, count_rows
 
 from accrual.services.tenants import CreatedTenant
 from accrual.store.database import Database
+from tests.support import assert_problem, auth, count_rows
 
 PLAN: dict[str, Any] = {
     "code": "pro",

@@ -7,10 +7,10 @@ import concurrent.futures
 import httpx2 as httpx
 import pytest
 from fastapi.testclient import TestClient
-from tests.support import assert_problem, auth, count_rows
 
 from accrual.services.tenants import CreatedTenant
 from accrual.store.database import Database
+from tests.support import assert_problem, auth, count_rows
 
 
 def test_same_key_and_body_replays_the_first_response(

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
-from tests.support import auth
 
 from accrual.services.tenants import CreatedTenant
+from tests.support import auth
 
 
 def test_cursor_pages_cover_everything_once(client: TestClient, tenant: CreatedTenant) -> None:

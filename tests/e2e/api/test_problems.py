@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
-from tests.support import assert_problem, auth, count_rows
 
 from accrual.services.tenants import CreatedTenant
 from accrual.store.database import Database
+from tests.support import assert_problem, auth, count_rows
 
 
 def _writes(db: Database, tenant: CreatedTenant) -> tuple[int, int, int]:

@@ -8,22 +8,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from accrual.cli.main import app
+from tests.support import run_cli
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
-@pytest.fixture
-def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    monkeypatch.setenv("ACCRUAL_DATABASE_URL", database_url)
-    return CliRunner()
-
-
-def run(cli: CliRunner, *args: str, code: int = 0) -> str:
-    result = cli.invoke(app, list(args))
-    assert result.exit_code == code, (result.exit_code, result.output, result.exception)
-    assert "Traceback" not in result.output
-    return result.output
+run = run_cli
 
 
 @pytest.fixture

@@ -9,13 +9,13 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
-from tests.support import count_rows
 
 from accrual.services import audit as audit_service
 from accrual.services.tenants import CreatedTenant
 from accrual.services.unit_of_work import Actor, unit_of_work
 from accrual.store.constraints import AppendOnlyViolation
 from accrual.store.database import Database
+from tests.support import count_rows
 
 NOW = dt.datetime(2026, 2, 1, 9, 30, tzinfo=dt.UTC)
 

@@ -21,7 +21,6 @@ from accrual.services.catalog.common import (
     TaxRateView,
     TermsDiffer,
     change_row,
-    require_active,
 )
 from accrual.services.catalog.coupons import (
     coupon_terms,
@@ -35,6 +34,7 @@ from accrual.services.catalog.plans import (
     insert_plan,
     insert_version,
     plan_view,
+    product_id_of,
     publish_draft,
     replace_terms,
 )
@@ -215,14 +215,7 @@ def _apply_plan(uow: UnitOfWork, definition: plans.PlanDefinition, *, pointer: s
             "a plan's currency never changes: use a new code",
             field=f"{pointer}/currency",
         )
-    product_id = None
-    if definition.product is not None:
-        product_id = require_active(
-            uow.conn,
-            store.PRODUCTS,
-            tenant_id=uow.tenant_id,
-            wanted=[(definition.product, f"{pointer}/product")],
-        )[definition.product].product_id
+    product_id = product_id_of(uow, definition, pointer=pointer)
     renamed = change_row(
         uow,
         store.PLANS,

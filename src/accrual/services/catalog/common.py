@@ -262,8 +262,11 @@ def list_objects(
     include_archived: bool,
     cursor: str | None,
     limit: int,
-    view: Callable[[sa.Row[Any]], T],
+    view: Callable[[sa.Row[Any]], T] | None = None,
+    views: Callable[[sa.Connection, Sequence[sa.Row[Any]]], list[T]] | None = None,
 ) -> Page[T]:
+    """A page of objects by code: `view` makes one from its row, or `views` a page of them at once
+    (for views that need more queries, which then run per page, not per object)."""
     query = store.select_rows(kind, tenant_id=tenant_id, include_archived=include_archived)
     with read_only(db) as conn:
         page = fetch_page(
@@ -277,6 +280,10 @@ def list_objects(
             key_of=lambda row: row.code,
             parse_key=str,
         )
+        if views is not None:
+            return Page(items=views(conn, page.items), next_cursor=page.next_cursor)
+    if view is None:
+        raise TypeError("list_objects needs view or views")
     return Page(items=[view(row) for row in page.items], next_cursor=page.next_cursor)
 
 

@@ -18,6 +18,7 @@ from accrual.services.catalog.common import (
     PlanView,
     VersionView,
     archive_object,
+    list_objects,
     rename_object,
     require_active,
     require_row,
@@ -27,7 +28,7 @@ from accrual.store import catalog as store
 from accrual.store import ids
 from accrual.store import tenants as tenant_store
 from accrual.store.database import TransactionSource
-from accrual.store.pagination import Page, fetch_page
+from accrual.store.pagination import Page
 
 # --- plans and versions --------------------------------------------------------------------
 
@@ -122,6 +123,17 @@ def _charge_rows(
     ]
 
 
+def _write_charges(
+    uow: UnitOfWork, *, plan_version_id: uuid.UUID, terms: plans.PlanTerms, pointer: str
+) -> None:
+    store.replace_charges(
+        uow.conn,
+        tenant_id=uow.tenant_id,
+        plan_version_id=plan_version_id,
+        rows=_charge_rows(uow, plan_version_id=plan_version_id, terms=terms, pointer=pointer),
+    )
+
+
 def _terms_values(terms: plans.PlanTerms) -> dict[str, Any]:
     return {
         "interval_unit": terms.interval.unit.value,
@@ -146,12 +158,7 @@ def insert_version(uow: UnitOfWork, plan: PlanView, terms: plans.PlanTerms, *, p
             "created_by": str(uow.actor),
         },
     )
-    store.replace_charges(
-        uow.conn,
-        tenant_id=uow.tenant_id,
-        plan_version_id=version_id,
-        rows=_charge_rows(uow, plan_version_id=version_id, terms=terms, pointer=pointer),
-    )
+    _write_charges(uow, plan_version_id=version_id, terms=terms, pointer=pointer)
     view = version_by_id(uow, plan.code, version_id)
     uow.changed(
         "plan_version.created",
@@ -181,12 +188,7 @@ def replace_terms(
     store.update_version(
         uow.conn, tenant_id=uow.tenant_id, plan_version_id=version_id, values=_terms_values(terms)
     )
-    store.replace_charges(
-        uow.conn,
-        tenant_id=uow.tenant_id,
-        plan_version_id=version_id,
-        rows=_charge_rows(uow, plan_version_id=version_id, terms=terms, pointer=pointer),
-    )
+    _write_charges(uow, plan_version_id=version_id, terms=terms, pointer=pointer)
     after = version_by_id(uow, plan.code, version_id)
     uow.changed(
         "plan_version.updated",
@@ -231,17 +233,21 @@ def publish_draft(uow: UnitOfWork, plan: PlanView, version: VersionView) -> Vers
     return after
 
 
+def product_id_of(uow: UnitOfWork, definition: plans.PlanDefinition, *, pointer: str) -> uuid.UUID | None:
+    """The id of the plan's product, which must exist and be active; None when it names none."""
+    if definition.product is None:
+        return None
+    found = require_active(
+        uow.conn, store.PRODUCTS, tenant_id=uow.tenant_id, wanted=[(definition.product, f"{pointer}/product")]
+    )
+    product_id: uuid.UUID = found[definition.product].product_id
+    return product_id
+
+
 def insert_plan(
     uow: UnitOfWork, definition: plans.PlanDefinition, *, pointer: str
 ) -> tuple[PlanView, VersionView]:
-    product_id = None
-    if definition.product is not None:
-        product_id = require_active(
-            uow.conn,
-            store.PRODUCTS,
-            tenant_id=uow.tenant_id,
-            wanted=[(definition.product, f"{pointer}/product")],
-        )[definition.product].product_id
+    product_id = product_id_of(uow, definition, pointer=pointer)
     row = store.insert_row(
         uow.conn,
         store.PLANS,
@@ -289,20 +295,15 @@ def get_plan(db: TransactionSource, *, tenant_id: uuid.UUID, code: str) -> PlanV
 def list_plans(
     db: TransactionSource, *, tenant_id: uuid.UUID, include_archived: bool, cursor: str | None, limit: int
 ) -> Page[PlanView]:
-    query = store.select_rows(store.PLANS, tenant_id=tenant_id, include_archived=include_archived)
-    with read_only(db) as conn:
-        page = fetch_page(
-            conn,
-            query,
-            query.selected_columns.code,
-            cursor=cursor,
-            limit=limit,
-            descending=False,
-            to_item=lambda row: row,
-            key_of=lambda row: row.code,
-            parse_key=str,
-        )
-        return Page(items=plan_views(conn, page.items), next_cursor=page.next_cursor)
+    return list_objects(
+        db,
+        store.PLANS,
+        tenant_id=tenant_id,
+        include_archived=include_archived,
+        cursor=cursor,
+        limit=limit,
+        views=plan_views,
+    )
 
 
 def update_plan(

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support import count_rows
 
 from accrual.cli import documents
 from accrual.domain.errors import AccrualError
@@ -16,6 +15,7 @@ from accrual.services import catalog, tenants
 from accrual.services.tenants import CreatedTenant
 from accrual.services.unit_of_work import Actor
 from accrual.store.database import Database
+from tests.support import count_rows
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 ALICE, BOB = Actor.cli("alice"), Actor.cli("bob")

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from tests.support import count_rows
 
 from accrual.domain import plans as plan_rules
 from accrual.services import catalog, tenants
@@ -15,6 +14,7 @@ from accrual.services.tenants import CreatedTenant
 from accrual.services.unit_of_work import Actor
 from accrual.store.catalog import CodeTaken
 from accrual.store.database import Database
+from tests.support import count_rows
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 ALICE, BOB = Actor.cli("alice"), Actor.cli("bob")
