@@ -8,10 +8,11 @@ import accrual
 from accrual.api import problems
 from accrual.api.deps import AppServices
 from accrual.api.metrics import MetricsMiddleware
-from accrual.api.routes import api_keys, audit, catalog, health, tenant, test_clocks
+from accrual.api.routes import api_keys, audit, catalog, health, subscriptions, tenant, test_clocks
 from accrual.domain.clock import Clock
 from accrual.integrations.system_clock import SYSTEM_CLOCK
-from accrual.services.due_work import DueWorkRegistry, default_registry
+from accrual.services.due_work import DueWorkRegistry
+from accrual.services.registry import default_registry
 from accrual.store.database import Database
 
 DESCRIPTION = """
@@ -48,6 +49,6 @@ def create_app(
     app.state.services = AppServices(db=db, clock=clock, registry=registry or default_registry())
     problems.install(app)
     app.add_middleware(MetricsMiddleware)
-    for module in (health, tenant, api_keys, catalog, test_clocks, audit):
+    for module in (health, tenant, api_keys, catalog, subscriptions, test_clocks, audit):
         app.include_router(module.router)
     return app

@@ -75,7 +75,12 @@ def problem_for(err: AccrualError) -> tuple[int, dict[str, Any]]:
     status = STATUS_BY_KIND[err.kind]
     errors = [{"detail": err.detail, **field_location(err.field)}] if err.field else []
     return status, problem(
-        status=status, title=err.title, detail=err.detail, type_slug=err.type_slug, errors=errors
+        status=status,
+        title=err.title,
+        detail=err.detail,
+        type_slug=err.type_slug,
+        errors=errors,
+        extra=err.context or None,
     )
 
 

@@ -42,6 +42,7 @@ class TenantOut(BaseModel):
     name: str
     timezone: str
     maker_checker: bool = Field(description="Publishing a plan version needs a second person's approval.")
+    proration: Literal["day", "second"] = Field(description="How partial periods are prorated.")
     created_at: dt.datetime
 
     @classmethod
@@ -51,6 +52,7 @@ class TenantOut(BaseModel):
             name=tenant.name,
             timezone=tenant.timezone,
             maker_checker=tenant.maker_checker,
+            proration=tenant.proration,
             created_at=tenant.created_at,
         )
 
@@ -65,6 +67,9 @@ class TenantUpdate(Request):
     timezone: str | None = Field(default=None, description="IANA time zone, the default for customers")
     maker_checker: bool | None = Field(
         default=None, description="Require a second person's approval to publish a plan version."
+    )
+    proration: Literal["day", "second"] | None = Field(
+        default=None, description="Prorate partial periods by day (in the customer's time zone) or by second."
     )
 
 

@@ -28,7 +28,7 @@ from accrual.cli.common import (
 from accrual.cli.settings import Settings
 from accrual.integrations.system_clock import SYSTEM_CLOCK
 from accrual.services import api_keys, audit, tenants, test_clocks
-from accrual.services.due_work import default_registry
+from accrual.services.registry import default_registry
 from accrual.store import migrate
 from accrual.store.embedded import EmbeddedPostgres
 

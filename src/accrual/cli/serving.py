@@ -13,7 +13,7 @@ from accrual.cli import logs
 from accrual.cli.settings import Settings
 from accrual.integrations.system_clock import SYSTEM_CLOCK
 from accrual.services import tenants
-from accrual.services.due_work import default_registry
+from accrual.services.registry import default_registry
 from accrual.services.unit_of_work import Actor
 from accrual.store.database import Database
 from accrual.worker.loop import Worker

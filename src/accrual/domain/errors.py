@@ -7,6 +7,8 @@ language (an HTTP status and problem+json, a CLI exit code); the domain does not
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
+from typing import Any
 
 
 class ErrorKind(enum.Enum):
@@ -21,16 +23,20 @@ class ErrorKind(enum.Enum):
 class AccrualError(Exception):
     """Base of every error Accrual raises on purpose.
 
-    `field` is the JSON pointer (RFC 6901) of the input that caused it, when one did.
+    `field` is the JSON pointer (RFC 6901) of the input that caused it, when one did;
+    `context` carries facts that help the caller recover (the current state of what conflicted).
     """
 
     kind: ErrorKind = ErrorKind.INVALID
     title: str = "Request could not be completed"
 
-    def __init__(self, detail: str, *, field: str | None = None) -> None:
+    def __init__(
+        self, detail: str, *, field: str | None = None, context: Mapping[str, Any] | None = None
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.field = field
+        self.context = dict(context) if context else {}
 
     @property
     def type_slug(self) -> str:

@@ -525,8 +525,10 @@ def end_trial(
     terms_by_version: Mapping[uuid.UUID, VersionTerms],
     has_payment_method: bool,
     behavior: TrialEndBehavior,
+    change: tuple[VersionTerms, int] | None = None,
 ) -> Step:
-    """The trial's end: bill its usage, then start the first paid period (or end, if canceled)."""
+    """The trial's end: bill its usage, then start the first paid period (on `change`'s terms, if
+    one is scheduled for the trial's end), or end the subscription if it was canceled."""
     check(state.status, Action.END_TRIAL)
     if state.period is None or state.trial_end is None:
         raise IllegalTransition("the subscription is not in a trial")
@@ -547,16 +549,18 @@ def end_trial(
             Action.END, at, state.status, Status.ENDED, "trial ended without a payment method; ended"
         )
         return Step(ended, (transition,), _point(BillingReason.END, at, state.period, usage_lines, usage))
-    terms = state.terms
+    terms, quantity = change if change is not None else (state.terms, state.quantity)
     anchor = state.anchor or _anchor_for(state.billing, terms.interval, at, tz=state.tz)
     period = _period_from(anchor, terms.interval, at, tz=state.tz)
     paying = not (not has_payment_method and behavior is TrialEndBehavior.PAUSE)
     after = dataclasses.replace(
         state,
+        terms=terms,
+        quantity=quantity,
         status=Status.ACTIVE if paying else Status.PAUSED,
         anchor=anchor,
         period=period,
-        segments=(_open(state, at, terms=terms, quantity=state.quantity, fees=paying),),
+        segments=(_open(state, at, terms=terms, quantity=quantity, fees=paying),),
         advance_billed=paying,
         paused_at=None if paying else at,
         prior_status=None if paying else Status.ACTIVE,
@@ -567,7 +571,7 @@ def end_trial(
             after,
             terms,
             timing=pricing.ChargeTiming.IN_ADVANCE,
-            quantity=state.quantity,
+            quantity=quantity,
             window=period,
             whole=_full_period(after, period),
         )
@@ -911,6 +915,7 @@ def due_step(
             terms_by_version=terms_by_version,
             has_payment_method=has_payment_method,
             behavior=trial_end_behavior,
+            change=change_at_boundary,
         )
     return renew(state, terms_by_version=terms_by_version, change=change_at_boundary)
 

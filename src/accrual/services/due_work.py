@@ -78,8 +78,3 @@ class DueWorkRegistry:
             if due is not None and due <= until and (best is None or due < best[1]):
                 best = (provider, due)
         return best
-
-
-def default_registry() -> DueWorkRegistry:
-    """The registry with every provider Accrual ships; later capabilities add theirs here."""
-    return DueWorkRegistry()

@@ -75,10 +75,14 @@ def update_tenant(
     name: str | None = None,
     timezone: str | None = None,
     maker_checker: bool | None = None,
+    proration: str | None = None,
     actor: Actor,
     now: dt.datetime,
 ) -> tenant_store.Tenant:
-    """Change the tenant's name, default time zone or maker-checker setting; no change writes nothing."""
+    """Change the tenant's name, default time zone, maker-checker or proration setting.
+
+    A change that changes nothing writes nothing.
+    """
     values: dict[str, str | bool] = {}
     if name is not None:
         values["name"] = _validate_name(name)
@@ -87,6 +91,10 @@ def update_tenant(
         values["timezone"] = timezone
     if maker_checker is not None:
         values["maker_checker"] = maker_checker
+    if proration is not None:
+        if proration not in ("day", "second"):
+            raise InvalidInput("proration is day or second", field="/proration")
+        values["proration"] = proration
     with unit_of_work(db, tenant_id=tenant_id, actor=actor, now=now) as uow:
         before = tenant_store.get(uow.conn, tenant_id, for_update=True)
         if before is None:

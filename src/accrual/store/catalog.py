@@ -280,3 +280,47 @@ def meters_in_published_versions(
         .order_by(plans.c.code, plan_versions.c.version)
     )
     return [f"{row.code} v{row.version}" for row in rows]
+
+
+@dataclasses.dataclass(frozen=True)
+class VersionWithPlan:
+    plan_id: uuid.UUID
+    plan_code: str
+    currency: str
+    archived: bool
+    version: PlanVersionRow
+
+
+def versions_by_id(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, version_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, VersionWithPlan]:
+    """Plan versions (with charges, plan code and currency) by id, in two queries."""
+    if not version_ids:
+        return {}
+    rows = conn.execute(
+        sa.select(
+            plan_versions,
+            plans.c.code.label("plan_code"),
+            plans.c.currency,
+            plans.c.archived_at.label("plan_archived_at"),
+        )
+        .join(
+            plans,
+            (plans.c.tenant_id == plan_versions.c.tenant_id) & (plans.c.plan_id == plan_versions.c.plan_id),
+        )
+        .where(
+            plan_versions.c.tenant_id == tenant_id,
+            plan_versions.c.plan_version_id.in_(list(set(version_ids))),
+        )
+    ).all()
+    charge_map = _charges_by_version(conn, tenant_id=tenant_id, version_ids=[r.plan_version_id for r in rows])
+    return {
+        r.plan_version_id: VersionWithPlan(
+            plan_id=r.plan_id,
+            plan_code=r.plan_code,
+            currency=r.currency,
+            archived=r.plan_archived_at is not None,
+            version=PlanVersionRow.from_row(r, charge_map[r.plan_version_id]),
+        )
+        for r in rows
+    }

@@ -58,8 +58,11 @@ tenants = sa.Table(
     sa.Column("created_at", TIMESTAMP, nullable=False),
     # Publishing a plan version needs a second person's approval.
     sa.Column("maker_checker", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Partial periods are prorated by day (in the customer's time zone) or by second.
+    sa.Column("proration", sa.Text, nullable=False, server_default="day"),
     sa.PrimaryKeyConstraint("tenant_id", name="pk_tenants"),
     sa.CheckConstraint("length(name) between 1 and 200", name="name_length"),
+    sa.CheckConstraint("proration in ('day','second')", name="known_proration"),
 )
 
 api_keys = sa.Table(
@@ -332,4 +335,204 @@ tax_rates = sa.Table(
     sa.CheckConstraint("rate >= 0 and rate <= 100", name="rate_range"),
 )
 
-APPEND_ONLY_TABLES = ("audit_log", "outbox_events")
+customers = sa.Table(
+    "customers",
+    metadata,
+    _tenant_id(),
+    sa.Column("customer_id", sa.Uuid, nullable=False),
+    sa.Column("external_id", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("email", sa.Text, nullable=True),
+    sa.Column("currency", sa.Text, nullable=False),
+    sa.Column("timezone", sa.Text, nullable=True),
+    sa.Column("billing_address", pg.JSONB, nullable=False),
+    sa.Column("tax_rates", pg.ARRAY(sa.Text), nullable=False),
+    sa.Column("grace_period_days", sa.Integer, nullable=True),
+    sa.Column("payment_method", sa.Text, nullable=True),
+    sa.Column("metadata", pg.JSONB, nullable=False),
+    sa.Column("test_clock_id", sa.Uuid, nullable=True),
+    sa.Column("created_at", TIMESTAMP, nullable=False),
+    sa.Column("updated_at", TIMESTAMP, nullable=False),
+    sa.PrimaryKeyConstraint("tenant_id", "customer_id", name="pk_customers"),
+    sa.UniqueConstraint("tenant_id", "external_id", name="uq_customers_tenant_id_external_id"),
+    _tenant_fk("customers"),
+    _fk("customers", ["test_clock_id"], "test_clocks", ["test_clock_id"], "fk_customers_test_clock"),
+    sa.CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_format"),
+    sa.CheckConstraint("length(external_id) between 1 and 200", name="external_id_length"),
+    sa.CheckConstraint(
+        "grace_period_days is null or grace_period_days between 0 and 365", name="grace_range"
+    ),
+)
+
+subscriptions = sa.Table(
+    "subscriptions",
+    metadata,
+    _tenant_id(),
+    sa.Column("subscription_id", sa.Uuid, nullable=False),
+    sa.Column("external_id", sa.Text, nullable=True),
+    sa.Column("customer_id", sa.Uuid, nullable=False),
+    sa.Column("plan_id", sa.Uuid, nullable=False),
+    sa.Column("plan_version_id", sa.Uuid, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("quantity", sa.Integer, nullable=False),
+    sa.Column("billing", sa.Text, nullable=False),
+    sa.Column("trial_end_behavior", sa.Text, nullable=False),
+    sa.Column("start_at", TIMESTAMP, nullable=False),
+    sa.Column("anchor", TIMESTAMP, nullable=True),
+    sa.Column("trial_end", TIMESTAMP, nullable=True),
+    sa.Column("current_period_start", TIMESTAMP, nullable=True),
+    sa.Column("current_period_end", TIMESTAMP, nullable=True),
+    sa.Column("segments", pg.JSONB, nullable=False),
+    sa.Column("advance_billed", sa.Boolean, nullable=False),
+    sa.Column("cancel_at_period_end", sa.Boolean, nullable=False),
+    sa.Column("canceled_at", TIMESTAMP, nullable=True),
+    sa.Column("paused_at", TIMESTAMP, nullable=True),
+    sa.Column("ended_at", TIMESTAMP, nullable=True),
+    sa.Column("prior_status", sa.Text, nullable=True),
+    sa.Column("coupon_id", sa.Uuid, nullable=True),
+    sa.Column("metadata", pg.JSONB, nullable=False),
+    sa.Column("test_clock_id", sa.Uuid, nullable=True),
+    # The earliest instant something is due: its start, trial end, period end or a scheduled change.
+    sa.Column("next_due_at", TIMESTAMP, nullable=True),
+    sa.Column("lock_version", sa.Integer, nullable=False),
+    sa.Column("created_at", TIMESTAMP, nullable=False),
+    sa.Column("updated_at", TIMESTAMP, nullable=False),
+    sa.PrimaryKeyConstraint("tenant_id", "subscription_id", name="pk_subscriptions"),
+    sa.UniqueConstraint("tenant_id", "external_id", name="uq_subscriptions_tenant_id_external_id"),
+    _fk("subscriptions", ["customer_id"], "customers", ["customer_id"], "fk_subscriptions_customer"),
+    _fk("subscriptions", ["plan_id"], "plans", ["plan_id"], "fk_subscriptions_plan"),
+    _fk(
+        "subscriptions",
+        ["plan_version_id"],
+        "plan_versions",
+        ["plan_version_id"],
+        "fk_subscriptions_plan_version",
+    ),
+    _fk("subscriptions", ["coupon_id"], "coupons", ["coupon_id"], "fk_subscriptions_coupon"),
+    _fk("subscriptions", ["test_clock_id"], "test_clocks", ["test_clock_id"], "fk_subscriptions_test_clock"),
+    sa.CheckConstraint(
+        "status in ('pending','trialing','active','past_due','paused','canceled','ended')",
+        name="known_status",
+    ),
+    sa.CheckConstraint("quantity >= 1", name="quantity_positive"),
+    sa.CheckConstraint("billing in ('anniversary','calendar')", name="known_billing"),
+    sa.CheckConstraint(
+        "(current_period_start is null) = (current_period_end is null) "
+        "and (current_period_start is null or current_period_start < current_period_end)",
+        name="period_ordered",
+    ),
+    sa.Index("ix_subscriptions_tenant_id_customer_id", "tenant_id", "customer_id"),
+    # Due work on the real clock, across tenants; and on each test clock.
+    sa.Index(
+        "ix_subscriptions_real_clock_due",
+        "next_due_at",
+        postgresql_where=sa.text("test_clock_id is null and next_due_at is not null"),
+    ),
+    sa.Index(
+        "ix_subscriptions_test_clock_due",
+        "tenant_id",
+        "test_clock_id",
+        "next_due_at",
+        postgresql_where=sa.text("test_clock_id is not null and next_due_at is not null"),
+    ),
+)
+
+subscription_history = sa.Table(
+    "subscription_history",
+    metadata,
+    _tenant_id(),
+    sa.Column("subscription_id", sa.Uuid, nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("at", TIMESTAMP, nullable=False),
+    sa.Column("from_status", sa.Text, nullable=True),
+    sa.Column("to_status", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("plan_version_id", sa.Uuid, nullable=False),
+    sa.Column("quantity", sa.Integer, nullable=False),
+    sa.Column("period_start", TIMESTAMP, nullable=True),
+    sa.Column("period_end", TIMESTAMP, nullable=True),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("details", pg.JSONB, nullable=False),
+    sa.PrimaryKeyConstraint("tenant_id", "subscription_id", "seq", name="pk_subscription_history"),
+    _fk(
+        "subscription_history",
+        ["subscription_id"],
+        "subscriptions",
+        ["subscription_id"],
+        "fk_subscription_history_subscription",
+    ),
+)
+
+scheduled_changes = sa.Table(
+    "scheduled_changes",
+    metadata,
+    _tenant_id(),
+    sa.Column("scheduled_change_id", sa.Uuid, nullable=False),
+    sa.Column("subscription_id", sa.Uuid, nullable=False),
+    sa.Column("at_period_end", sa.Boolean, nullable=False),
+    sa.Column("effective_at", TIMESTAMP, nullable=False),
+    sa.Column("plan_version_id", sa.Uuid, nullable=False),
+    sa.Column("quantity", sa.Integer, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("created_at", TIMESTAMP, nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("settled_at", TIMESTAMP, nullable=True),
+    sa.PrimaryKeyConstraint("tenant_id", "scheduled_change_id", name="pk_scheduled_changes"),
+    _fk(
+        "scheduled_changes",
+        ["subscription_id"],
+        "subscriptions",
+        ["subscription_id"],
+        "fk_scheduled_changes_subscription",
+    ),
+    _fk(
+        "scheduled_changes",
+        ["plan_version_id"],
+        "plan_versions",
+        ["plan_version_id"],
+        "fk_scheduled_changes_version",
+    ),
+    sa.CheckConstraint("status in ('scheduled','applied','canceled')", name="known_status"),
+    sa.Index(
+        "ix_scheduled_changes_pending",
+        "tenant_id",
+        "subscription_id",
+        "effective_at",
+        postgresql_where=sa.text("status = 'scheduled'"),
+    ),
+)
+
+billing_points = sa.Table(
+    "billing_points",
+    metadata,
+    _tenant_id(),
+    sa.Column("billing_point_id", sa.Uuid, nullable=False),
+    sa.Column("subscription_id", sa.Uuid, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("at", TIMESTAMP, nullable=False),
+    sa.Column("period_start", TIMESTAMP, nullable=False),
+    sa.Column("period_end", TIMESTAMP, nullable=False),
+    sa.Column("fee_lines", pg.JSONB, nullable=False),
+    sa.Column("usage", pg.JSONB, nullable=False),
+    sa.Column("test_clock_id", sa.Uuid, nullable=True),
+    sa.Column("created_at", TIMESTAMP, nullable=False),
+    sa.PrimaryKeyConstraint("tenant_id", "billing_point_id", name="pk_billing_points"),
+    # One invoice-worthy moment per subscription, instant and reason: a retried step cannot double it.
+    sa.UniqueConstraint(
+        "tenant_id",
+        "subscription_id",
+        "at",
+        "reason",
+        name="uq_billing_points_tenant_id_subscription_id_at_reason",
+    ),
+    _fk(
+        "billing_points",
+        ["subscription_id"],
+        "subscriptions",
+        ["subscription_id"],
+        "fk_billing_points_subscription",
+    ),
+)
+
+APPEND_ONLY_TABLES = ("audit_log", "outbox_events", "subscription_history", "billing_points")

@@ -19,6 +19,7 @@ class Tenant:
     timezone: str
     created_at: dt.datetime
     maker_checker: bool = False
+    proration: str = "day"
 
     def snapshot(self) -> dict[str, Any]:
         """The tenant as the audit log and events record it."""
@@ -28,6 +29,7 @@ class Tenant:
             "timezone": self.timezone,
             "created_at": self.created_at.isoformat(),
             "maker_checker": self.maker_checker,
+            "proration": self.proration,
         }
 
 
@@ -38,6 +40,7 @@ def tenant_from_row(row: sa.Row[Any]) -> Tenant:
         timezone=row.timezone,
         created_at=row.created_at,
         maker_checker=row.maker_checker,
+        proration=row.proration,
     )
 
 

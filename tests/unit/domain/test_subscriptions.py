@@ -31,12 +31,16 @@ def terms(
     metered: bool = False,
 ) -> subs.VersionTerms:
     charges = [
-        pricing.parse_charge({"code": fee_code, "model": "flat", "amount": amount, "timing": timing}, pointer="")
+        pricing.parse_charge(
+            {"code": fee_code, "model": "flat", "amount": amount, "timing": timing}, pointer=""
+        )
         for fee_code, amount, timing in fees
     ]
     if metered:
         charges.append(
-            pricing.parse_charge({"code": "calls", "model": "per_unit", "meter": "calls", "amount": "1"}, pointer="")
+            pricing.parse_charge(
+                {"code": "calls", "model": "per_unit", "meter": "calls", "amount": "1"}, pointer=""
+            )
         )
     return subs.VersionTerms.of(
         plan_version_id=uuid.uuid4(),
@@ -69,7 +73,9 @@ def start(
     )
 
 
-def due(state: subs.State, *known: subs.VersionTerms, change: tuple[subs.VersionTerms, int] | None = None) -> subs.Step:
+def due(
+    state: subs.State, *known: subs.VersionTerms, change: tuple[subs.VersionTerms, int] | None = None
+) -> subs.Step:
     return subs.due_step(
         state,
         terms_by_version={t.plan_version_id: t for t in (state.terms, *known)},
@@ -197,7 +203,11 @@ def test_quantity_change_keeps_usage_in_one_window() -> None:
     plan = terms("seats", ("seat", "10", "in_advance"), metered=True)
     created = start(plan, at(2026, 1, 1), quantity=2)
     more = subs.change(
-        created.state, at=at(2026, 1, 16), terms=plan, quantity=3, terms_by_version={plan.plan_version_id: plan}
+        created.state,
+        at=at(2026, 1, 16),
+        terms=plan,
+        quantity=3,
+        terms_by_version={plan.plan_version_id: plan},
     )
     assert more.billing is not None
     assert more.billing.usage == ()  # usage of the same version is rated once at period end

@@ -30,6 +30,7 @@ def update_tenant(body: TenantUpdate, ctx: Annotated[WriteContext, Depends(write
                 name=body.name,
                 timezone=body.timezone,
                 maker_checker=body.maker_checker,
+                proration=body.proration,
                 actor=ctx.principal.actor,
                 now=ctx.now,
             )
