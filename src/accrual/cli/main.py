@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from accrual.cli import catalog_commands, serving
+from accrual.cli import catalog_commands, lifecycle_commands, serving
 from accrual.cli.common import (
     EXIT_FAILED,
     JsonFlag,
@@ -54,6 +54,8 @@ app.add_typer(catalog_commands.plans_app, name="plans")
 app.add_typer(catalog_commands.meters_app, name="meters")
 app.add_typer(catalog_commands.coupons_app, name="coupons")
 app.add_typer(catalog_commands.tax_rates_app, name="tax-rates")
+app.add_typer(lifecycle_commands.customers_app, name="customers")
+app.add_typer(lifecycle_commands.subscriptions_app, name="subscriptions")
 
 
 @app.command()

@@ -374,7 +374,7 @@ def _persist(
         },
     )
     state = step.state
-    store.append_history(
+    first_seq = store.append_history(
         uow.conn,
         tenant_id=uow.tenant_id,
         subscription_id=subscription_id,
@@ -396,7 +396,9 @@ def _persist(
         ],
     )
     if step.billing is not None:
-        _save_billing_point(uow, subscription_id, step.billing, test_clock_id=test_clock_id)
+        _save_billing_point(
+            uow, subscription_id, step.billing, history_seq=first_seq, test_clock_id=test_clock_id
+        )
     view = _view_of(uow.conn, uow.tenant_id, subscription_id)
     snapshot = view.snapshot()
     uow.record(
@@ -421,6 +423,7 @@ def _save_billing_point(
     subscription_id: uuid.UUID,
     point: subscriptions.BillingPoint,
     *,
+    history_seq: int,
     test_clock_id: uuid.UUID | None,
 ) -> None:
     store.insert_billing_point(
@@ -429,6 +432,7 @@ def _save_billing_point(
             "tenant_id": uow.tenant_id,
             "billing_point_id": ids.new_id(),
             "subscription_id": subscription_id,
+            "history_seq": history_seq,
             "reason": point.reason.value,
             "at": point.at,
             "period_start": point.period.start,
@@ -814,6 +818,36 @@ def uncancel_subscription(
         actor=actor,
         now=now,
         step_of=lambda locked, at: subscriptions.uncancel(locked.state, at=at),
+        details={},
+    )
+
+
+def mark_past_due(
+    db: TransactionSource, *, tenant_id: uuid.UUID, subscription_id: uuid.UUID, actor: Actor, now: dt.datetime
+) -> SubscriptionView:
+    """An invoice of the subscription is overdue (dunning calls this); it stays billed."""
+    return _operate(
+        db,
+        tenant_id=tenant_id,
+        subscription_id=subscription_id,
+        actor=actor,
+        now=now,
+        step_of=lambda locked, at: subscriptions.mark_past_due(locked.state, at=at),
+        details={},
+    )
+
+
+def recover(
+    db: TransactionSource, *, tenant_id: uuid.UUID, subscription_id: uuid.UUID, actor: Actor, now: dt.datetime
+) -> SubscriptionView:
+    """Its overdue invoices are settled: back to active."""
+    return _operate(
+        db,
+        tenant_id=tenant_id,
+        subscription_id=subscription_id,
+        actor=actor,
+        now=now,
+        step_of=lambda locked, at: subscriptions.recover(locked.state, at=at),
         details={},
     )
 

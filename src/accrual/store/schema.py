@@ -509,6 +509,7 @@ billing_points = sa.Table(
     _tenant_id(),
     sa.Column("billing_point_id", sa.Uuid, nullable=False),
     sa.Column("subscription_id", sa.Uuid, nullable=False),
+    sa.Column("history_seq", sa.Integer, nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("at", TIMESTAMP, nullable=False),
     sa.Column("period_start", TIMESTAMP, nullable=False),
@@ -518,13 +519,12 @@ billing_points = sa.Table(
     sa.Column("test_clock_id", sa.Uuid, nullable=True),
     sa.Column("created_at", TIMESTAMP, nullable=False),
     sa.PrimaryKeyConstraint("tenant_id", "billing_point_id", name="pk_billing_points"),
-    # One invoice-worthy moment per subscription, instant and reason: a retried step cannot double it.
+    # One billing point per transition that made money due: a retried step cannot double it.
     sa.UniqueConstraint(
         "tenant_id",
         "subscription_id",
-        "at",
-        "reason",
-        name="uq_billing_points_tenant_id_subscription_id_at_reason",
+        "history_seq",
+        name="uq_billing_points_tenant_id_subscription_id_history_seq",
     ),
     _fk(
         "billing_points",

@@ -143,9 +143,10 @@ def append_history(
     tenant_id: uuid.UUID,
     subscription_id: uuid.UUID,
     rows: Sequence[Mapping[str, Any]],
-) -> None:
+) -> int:
+    """Append history rows in order; return the seq of the first (0 when there are none)."""
     if not rows:
-        return
+        return 0
     last = conn.execute(
         sa.select(sa.func.coalesce(sa.func.max(subscription_history.c.seq), 0)).where(
             subscription_history.c.tenant_id == tenant_id,
@@ -159,6 +160,7 @@ def append_history(
             for i, row in enumerate(rows)
         ],
     )
+    return int(last) + 1
 
 
 def history(conn: sa.Connection, *, tenant_id: uuid.UUID, subscription_id: uuid.UUID) -> list[sa.Row[Any]]:

@@ -184,6 +184,7 @@ def upgrade() -> None:
         sa.Column("tenant_id", sa.Uuid, nullable=False),
         sa.Column("billing_point_id", sa.Uuid, nullable=False),
         sa.Column("subscription_id", sa.Uuid, nullable=False),
+        sa.Column("history_seq", sa.Integer, nullable=False),
         sa.Column("reason", sa.Text, nullable=False),
         sa.Column("at", TS, nullable=False),
         sa.Column("period_start", TS, nullable=False),
@@ -196,9 +197,8 @@ def upgrade() -> None:
         sa.UniqueConstraint(
             "tenant_id",
             "subscription_id",
-            "at",
-            "reason",
-            name="uq_billing_points_tenant_id_subscription_id_at_reason",
+            "history_seq",
+            name="uq_billing_points_tenant_id_subscription_id_history_seq",
         ),
         _fk(["subscription_id"], "subscriptions", ["subscription_id"], "fk_billing_points_subscription"),
     )
