@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import types
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -33,7 +34,6 @@ from accrual.store import tenants as tenant_store
 from accrual.store import test_clocks as clock_store
 from accrual.store.database import TransactionSource
 from accrual.store.pagination import Page, fetch_page
-from accrual.store.schema import customers as customers_table
 from accrual.store.schema import subscriptions as subscriptions_table
 
 _CREATE_FIELDS = (
@@ -132,33 +132,21 @@ class SubscriptionView:
         }
 
 
-def _views(conn: sa.Connection, rows: Sequence[sa.Row[Any]]) -> list[SubscriptionView]:
-    """Views of subscription rows, with their customers, plan versions and coupons in three queries."""
+def _views(conn: sa.Connection, rows: Sequence[Any]) -> list[SubscriptionView]:
+    """Views of subscription rows (or anything with their attributes), with their customers' external
+    ids, plan versions and coupon codes: cached facts, so mostly without a query."""
     if not rows:
         return []
     tenant_id = rows[0].tenant_id
     versions = catalog_store.versions_by_id(
         conn, tenant_id=tenant_id, version_ids=[r.plan_version_id for r in rows]
     )
-    customer_rows = conn.execute(
-        sa.select(customers_table.c.customer_id, customers_table.c.external_id).where(
-            customers_table.c.tenant_id == tenant_id,
-            customers_table.c.customer_id.in_({r.customer_id for r in rows}),
-        )
+    customer_ids = customer_store.external_ids(
+        conn, tenant_id=tenant_id, customer_ids={r.customer_id for r in rows}
     )
-    customer_ids = {r.customer_id: r.external_id for r in customer_rows}
-    coupon_ids = {r.coupon_id for r in rows if r.coupon_id is not None}
-    coupon_codes: dict[uuid.UUID, str] = {}
-    if coupon_ids:
-        table = catalog_store.COUPONS.table
-        coupon_codes = {
-            r.coupon_id: r.code
-            for r in conn.execute(
-                sa.select(table.c.coupon_id, table.c.code).where(
-                    table.c.tenant_id == tenant_id, table.c.coupon_id.in_(coupon_ids)
-                )
-            )
-        }
+    coupon_codes = catalog_store.coupon_codes(
+        conn, tenant_id=tenant_id, coupon_ids={r.coupon_id for r in rows if r.coupon_id is not None}
+    )
     return [
         SubscriptionView(
             subscription_id=r.subscription_id,
@@ -356,23 +344,23 @@ def _persist(
     *,
     details: Mapping[str, Any],
     test_clock_id: uuid.UUID | None,
+    pending: Sequence[store.ScheduledChange] | None = None,
 ) -> SubscriptionView:
-    """Save a step's outcome: state, history, billing point, audit record and events."""
+    """Save a step's outcome: state, history, billing point, audit record and events.
+
+    `pending` are the subscription's scheduled changes still to apply, if the caller has them.
+    """
     subscription_id = row.subscription_id
-    pending = store.scheduled_changes_of(
-        uow.conn, tenant_id=uow.tenant_id, subscription_id=subscription_id, pending_only=True
-    )
-    store.update(
-        uow.conn,
-        tenant_id=uow.tenant_id,
-        subscription_id=subscription_id,
-        values=_state_values(step.state)
-        | {
-            "next_due_at": _next_due_at(step.state, pending),
-            "lock_version": row.lock_version + 1,
-            "updated_at": uow.now,
-        },
-    )
+    if pending is None:
+        pending = store.scheduled_changes_of(
+            uow.conn, tenant_id=uow.tenant_id, subscription_id=subscription_id, pending_only=True
+        )
+    values = _state_values(step.state) | {
+        "next_due_at": _next_due_at(step.state, pending),
+        "lock_version": row.lock_version + 1,
+        "updated_at": uow.now,
+    }
+    store.update(uow.conn, tenant_id=uow.tenant_id, subscription_id=subscription_id, values=values)
     state = step.state
     first_seq = store.append_history(
         uow.conn,
@@ -399,7 +387,7 @@ def _persist(
         _save_billing_point(
             uow, subscription_id, step.billing, history_seq=first_seq, test_clock_id=test_clock_id
         )
-    view = _view_of(uow.conn, uow.tenant_id, subscription_id)
+    view = _views(uow.conn, [types.SimpleNamespace(**(dict(row._mapping) | values))])[0]
     snapshot = view.snapshot()
     uow.record(
         f"subscription.{step.transitions[0].action.value}",
@@ -1239,49 +1227,61 @@ def process_due(
         terms = load_terms(uow.conn, tenant_id, version_ids)
         context = _context(uow.conn, tenant_id, row.customer_id)
         state = _state(row, terms[row.plan_version_id], context)
-        before = _views(uow.conn, [row])[0].snapshot()
         lifecycle_due = subscriptions.next_due(state)
+        settled: dict[uuid.UUID, str] = {}
         instant_change = next(
             (c for c in pending if not c.at_period_end and c.effective_at == due and due != lifecycle_due),
             None,
         )
-        applied: store.ScheduledChange | None
+        step: Step | None = None
         if instant_change is not None:
-            step, applied = _apply_instant_change(uow, state, instant_change, terms)
-        else:
+            step, ok = _apply_instant_change(state, instant_change, terms)
+            settled[instant_change.scheduled_change_id] = "applied" if ok else "canceled"
+        elif lifecycle_due is not None and due >= lifecycle_due:
             # A change for this boundary: one scheduled at period end, or at exactly this instant.
-            applied = next((c for c in pending if c.at_period_end or c.effective_at == due), None)
-            if applied is not None and state.status in (Status.CANCELED, Status.PENDING):
-                store.settle_scheduled_change(
-                    uow.conn,
-                    tenant_id=tenant_id,
-                    scheduled_change_id=applied.scheduled_change_id,
-                    status="canceled",
-                    at=due,
-                )
-                applied = None
+            boundary = next((c for c in pending if c.at_period_end or c.effective_at == due), None)
+            if boundary is not None:
+                usable = state.status not in (Status.CANCELED, Status.PENDING)
+                settled[boundary.scheduled_change_id] = "applied" if usable else "canceled"
+                boundary = boundary if usable else None
             step = subscriptions.due_step(
                 state,
                 terms_by_version=terms,
-                change_at_boundary=(terms[applied.plan_version_id], applied.quantity) if applied else None,
+                change_at_boundary=(terms[boundary.plan_version_id], boundary.quantity) if boundary else None,
                 has_payment_method=context.has_payment_method,
                 trial_end_behavior=subscriptions.TrialEndBehavior(row.trial_end_behavior),
             )
-        if applied is not None:
+        for change_id, status in settled.items():
             store.settle_scheduled_change(
+                uow.conn, tenant_id=tenant_id, scheduled_change_id=change_id, status=status, at=due
+            )
+        still_pending = [c for c in pending if c.scheduled_change_id not in settled]
+        if step is None:
+            # Nothing is due after all (a stored instant went stale): only set it right.
+            store.update(
                 uow.conn,
                 tenant_id=tenant_id,
-                scheduled_change_id=applied.scheduled_change_id,
-                status="applied",
-                at=due,
+                subscription_id=subscription_id,
+                values={"next_due_at": _next_due_at(state, still_pending)},
             )
-        _persist(uow, row, state, step, details={"before": before}, test_clock_id=row.test_clock_id)
+            return True
+        before = _views(uow.conn, [row])[0].snapshot()
+        _persist(
+            uow,
+            row,
+            state,
+            step,
+            details={"before": before},
+            test_clock_id=row.test_clock_id,
+            pending=still_pending,
+        )
         return True
 
 
 def _apply_instant_change(
-    uow: UnitOfWork, state: State, change: store.ScheduledChange, terms: dict[uuid.UUID, VersionTerms]
-) -> tuple[Step, store.ScheduledChange | None]:
+    state: State, change: store.ScheduledChange, terms: dict[uuid.UUID, VersionTerms]
+) -> tuple[Step, bool]:
+    """The step of a change scheduled for an instant, and whether it could apply."""
     try:
         step = subscriptions.change(
             state,
@@ -1293,13 +1293,6 @@ def _apply_instant_change(
     except (subscriptions.IllegalTransition, InvalidInput) as exc:
         # The subscription moved on (paused, canceled, ...) since the change was scheduled: the
         # change is withdrawn, and the history says why, rather than blocking the clock.
-        store.settle_scheduled_change(
-            uow.conn,
-            tenant_id=uow.tenant_id,
-            scheduled_change_id=change.scheduled_change_id,
-            status="canceled",
-            at=uow.now,
-        )
         note = subscriptions.Transition(
             Action.CHANGE,
             change.effective_at,
@@ -1307,8 +1300,8 @@ def _apply_instant_change(
             state.status,
             f"scheduled change not applied: {exc.detail}",
         )
-        return Step(state, (note,), None), None
-    return step, change
+        return Step(state, (note,), None), False
+    return step, True
 
 
 class SubscriptionDueWork:

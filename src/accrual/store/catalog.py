@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from accrual.domain.errors import Conflict
 from accrual.store import constraints
+from accrual.store.cache import FactCache
 from accrual.store.schema import charges, coupons, meters, plan_versions, plans, products, tax_rates
 
 
@@ -287,40 +288,65 @@ class VersionWithPlan:
     plan_id: uuid.UUID
     plan_code: str
     currency: str
-    archived: bool
     version: PlanVersionRow
+
+
+# Published versions are frozen by the database, so what was read once stays true.
+_PUBLISHED = FactCache[tuple[uuid.UUID, uuid.UUID], VersionWithPlan](size=20_000)
 
 
 def versions_by_id(
     conn: sa.Connection, *, tenant_id: uuid.UUID, version_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, VersionWithPlan]:
-    """Plan versions (with charges, plan code and currency) by id, in two queries."""
-    if not version_ids:
-        return {}
+    """Plan versions (with charges, plan code and currency) by id: from the cache when published,
+    else in two queries."""
+    found: dict[uuid.UUID, VersionWithPlan] = {}
+    missing = []
+    for version_id in set(version_ids):
+        cached = _PUBLISHED.get((tenant_id, version_id))
+        if cached is not None:
+            found[version_id] = cached
+        else:
+            missing.append(version_id)
+    if not missing:
+        return found
     rows = conn.execute(
-        sa.select(
-            plan_versions,
-            plans.c.code.label("plan_code"),
-            plans.c.currency,
-            plans.c.archived_at.label("plan_archived_at"),
-        )
+        sa.select(plan_versions, plans.c.code.label("plan_code"), plans.c.currency)
         .join(
             plans,
             (plans.c.tenant_id == plan_versions.c.tenant_id) & (plans.c.plan_id == plan_versions.c.plan_id),
         )
-        .where(
-            plan_versions.c.tenant_id == tenant_id,
-            plan_versions.c.plan_version_id.in_(list(set(version_ids))),
-        )
+        .where(plan_versions.c.tenant_id == tenant_id, plan_versions.c.plan_version_id.in_(missing))
     ).all()
     charge_map = _charges_by_version(conn, tenant_id=tenant_id, version_ids=[r.plan_version_id for r in rows])
-    return {
-        r.plan_version_id: VersionWithPlan(
+    for r in rows:
+        version = VersionWithPlan(
             plan_id=r.plan_id,
             plan_code=r.plan_code,
             currency=r.currency,
-            archived=r.plan_archived_at is not None,
             version=PlanVersionRow.from_row(r, charge_map[r.plan_version_id]),
         )
-        for r in rows
-    }
+        found[r.plan_version_id] = version
+        if r.status == "published":
+            _PUBLISHED.put((tenant_id, r.plan_version_id), version)
+    return found
+
+
+_COUPON_CODES = FactCache[tuple[uuid.UUID, uuid.UUID], str](size=20_000)
+
+
+def coupon_codes(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, coupon_ids: set[uuid.UUID]
+) -> dict[uuid.UUID, str]:
+    """The codes of these coupons (cached: codes never change)."""
+    found = {cid: _COUPON_CODES.get((tenant_id, cid)) for cid in coupon_ids}
+    missing = [cid for cid, code in found.items() if code is None]
+    if missing:
+        for row in conn.execute(
+            sa.select(coupons.c.coupon_id, coupons.c.code).where(
+                coupons.c.tenant_id == tenant_id, coupons.c.coupon_id.in_(missing)
+            )
+        ):
+            found[row.coupon_id] = row.code
+            _COUPON_CODES.put((tenant_id, row.coupon_id), row.code)
+    return {cid: code for cid, code in found.items() if code is not None}

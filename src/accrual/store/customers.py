@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from accrual.domain.errors import Conflict
 from accrual.store import constraints
+from accrual.store.cache import FactCache
 from accrual.store.schema import customers
 
 
@@ -61,3 +62,25 @@ def select_for_tenant(tenant_id: uuid.UUID, *, test_clock_id: uuid.UUID | None =
     if test_clock_id is not None:
         query = query.where(customers.c.test_clock_id == test_clock_id)
     return query
+
+
+# A customer's external id never changes once created.
+_EXTERNAL_IDS = FactCache[tuple[uuid.UUID, uuid.UUID], str](size=100_000)
+
+
+def external_ids(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, customer_ids: set[uuid.UUID]
+) -> dict[uuid.UUID, str]:
+    """The external ids of these customers (cached: they never change)."""
+    found = {cid: _EXTERNAL_IDS.get((tenant_id, cid)) for cid in customer_ids}
+    missing = [cid for cid, external in found.items() if external is None]
+    if missing:
+        rows = conn.execute(
+            sa.select(customers.c.customer_id, customers.c.external_id).where(
+                customers.c.tenant_id == tenant_id, customers.c.customer_id.in_(missing)
+            )
+        )
+        for row in rows:
+            found[row.customer_id] = row.external_id
+            _EXTERNAL_IDS.put((tenant_id, row.customer_id), row.external_id)
+    return {cid: external for cid, external in found.items() if external is not None}
