@@ -142,8 +142,9 @@ def main() -> None:
                 )
         baseline_s = time.perf_counter() - started
         print(
-            f"clock_advance subscriptions={args.subscriptions} days={args.days} transitions={transitions} "
-            f"setup_s={setup_s:.1f} advance_s={advance_s:.1f} transitions_per_s={transitions / advance_s:.0f} "
+            f"clock_advance subscriptions={args.subscriptions} days={args.days} "
+            f"transitions={transitions} setup_s={setup_s:.1f} advance_s={advance_s:.1f} "
+            f"transitions_per_s={transitions / advance_s:.0f} "
             f"baseline_per_s={transitions / baseline_s:.0f} ratio={baseline_s / advance_s:.2f}"
         )
     finally:

@@ -106,6 +106,58 @@ def customers_list(tenant: TenantOption, as_json: JsonFlag = False) -> None:
     )
 
 
+def _customer_ref(db: Database, tenant_id: uuid.UUID, ref: str) -> customers.CustomerView:
+    """A customer named by its id or its external id."""
+    try:
+        return customers.get_customer(db, tenant_id=tenant_id, customer_id=uuid.UUID(ref))
+    except ValueError:
+        return customers.get_customer(db, tenant_id=tenant_id, external_id=ref)
+
+
+@customers_app.command("show")
+def customers_show(
+    tenant: TenantOption,
+    customer: Annotated[str, typer.Argument(help="Id or external id.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Show a customer."""
+    tenant_id = parse_uuid(tenant, what="--tenant")
+    with command_database() as db:
+        view = _customer_ref(db, tenant_id, customer)
+    if as_json:
+        print_json(view.snapshot())
+        return
+    spec = view.definition.to_spec()
+    out.print(
+        "\n".join(f"{key}: {value}" for key, value in spec.items() if value not in (None, [], {})),
+        highlight=False,
+    )
+
+
+@customers_app.command("update")
+def customers_update(
+    tenant: TenantOption,
+    customer: Annotated[str, typer.Argument(help="Id or external id.")],
+    changes: Annotated[str, typer.Option("--set", help='Fields as JSON: {"email": "ap@acme.test"}.')],
+    as_json: JsonFlag = False,
+) -> None:
+    """Update a customer's details."""
+    tenant_id = parse_uuid(tenant, what="--tenant")
+    with command_database() as db:
+        view = customers.update_customer(
+            db,
+            tenant_id=tenant_id,
+            customer_id=_customer_ref(db, tenant_id, customer).customer_id,
+            changes=_json_option(changes, option="--set"),
+            actor=cli_actor(),
+            now=SYSTEM_CLOCK.now(),
+        )
+    if as_json:
+        print_json(view.snapshot())
+        return
+    out.print(f"customer {view.definition.external_id} updated", highlight=False)
+
+
 def _subscription_ref(db: Database, tenant_id: uuid.UUID, ref: str) -> uuid.UUID:
     """A subscription named by its id or its external id."""
     try:
@@ -291,6 +343,23 @@ def subscriptions_cancel(
     """Cancel at period end, or now."""
     timing = "immediate" if immediately else "period_end"
     _lifecycle(subscriptions.cancel_subscription, tenant, subscription, as_json, timing=timing)
+
+
+@subscriptions_app.command("update")
+def subscriptions_update(
+    tenant: TenantOption,
+    subscription: SubscriptionArg,
+    changes: Annotated[str, typer.Option("--set", help='Fields as JSON: {"metadata": {"crm": "42"}}.')],
+    as_json: JsonFlag = False,
+) -> None:
+    """Update a subscription's metadata or trial-end behavior."""
+    _lifecycle(
+        subscriptions.update_subscription,
+        tenant,
+        subscription,
+        as_json,
+        changes=_json_option(changes, option="--set"),
+    )
 
 
 @subscriptions_app.command("uncancel")

@@ -58,3 +58,23 @@ def test_subscribe_advance_and_read_back(cli: CliRunner) -> None:
     assert "quantity" in output
     assert "sub_1" in run(cli, "subscriptions", "list", "--tenant", tenant)
     assert "acme" in run(cli, "customers", "list", "--tenant", tenant)
+    run(cli, "customers", "update", "acme", "--set", '{"email": "ap@acme.test"}', "--tenant", tenant)
+    assert (
+        json.loads(run(cli, "customers", "show", "acme", "--tenant", tenant, "--json"))["email"]
+        == "ap@acme.test"
+    )
+    updated = run(
+        cli,
+        "subscriptions",
+        "update",
+        "sub_1",
+        "--set",
+        '{"metadata": {"crm": "42"}}',
+        "--tenant",
+        tenant,
+        "--json",
+    )
+    assert json.loads(updated)["metadata"] == {"crm": "42"}
+    assert "--set: not JSON" in run(
+        cli, "customers", "update", "acme", "--set", "{", "--tenant", tenant, code=1
+    )

@@ -155,3 +155,14 @@ def test_currency_must_match(world: World) -> None:
     with pytest.raises(subscriptions.InvalidChange) as caught:
         world.subscribe(plan="euro")
     assert caught.value.field == "/plan"
+
+
+def test_proration_by_second_is_a_tenant_setting(world: World) -> None:
+    from accrual.services import tenants
+
+    tenants.update_tenant(world.db, tenant_id=world.tenant_id, proration="second", actor=ACTOR, now=T0)
+    world.customer()
+    world.advance(d(2026, 1, 16, 12))  # halfway through January 16th
+    sub = world.subscribe(plan="basic", billing="calendar")
+    # 15.5 days of January's 31 by the second: 31.00 × 15.5/31 = 15.50 (by day it would be 16.00).
+    assert world.points(sub) == [("start", "2026-01-16T12:00:00+00:00", ["15.50"])]
