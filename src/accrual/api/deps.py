@@ -86,22 +86,23 @@ class WriteContext:
 
     def run(
         self,
-        handler: Callable[[TransactionSource], BaseModel],
+        handler: Callable[[TransactionSource], BaseModel | bytes],
         *,
         status_code: int = 200,
         atomic: bool = True,
     ) -> Response:
-        """Run `handler` (at most once per Idempotency-Key) and answer with its model as JSON."""
+        """Run `handler` (at most once per Idempotency-Key) and answer with its model (or its JSON
+        bytes) as JSON."""
 
         def respond(source: TransactionSource) -> idempotency.StoredResponse:
-            model = handler(source)
+            result = handler(source)
             return idempotency.StoredResponse(
                 request_method=self.method,
                 request_path=self.path,
                 request_hash=b"",
                 status=status_code,
                 headers={"content-type": "application/json"},
-                body=model.model_dump_json().encode(),
+                body=result if isinstance(result, bytes) else result.model_dump_json().encode(),
             )
 
         if self.idempotency_key is None:

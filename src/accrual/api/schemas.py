@@ -43,6 +43,9 @@ class TenantOut(BaseModel):
     timezone: str
     maker_checker: bool = Field(description="Publishing a plan version needs a second person's approval.")
     proration: Literal["day", "second"] = Field(description="How partial periods are prorated.")
+    late_events: Literal["bill_next", "reject"] = Field(
+        description="Usage for an invoiced period: billed on the next invoice, or refused."
+    )
     created_at: dt.datetime
 
     @classmethod
@@ -53,6 +56,7 @@ class TenantOut(BaseModel):
             timezone=tenant.timezone,
             maker_checker=tenant.maker_checker,
             proration=tenant.proration,
+            late_events=tenant.late_events,
             created_at=tenant.created_at,
         )
 
@@ -70,6 +74,9 @@ class TenantUpdate(Request):
     )
     proration: Literal["day", "second"] | None = Field(
         default=None, description="Prorate partial periods by day (in the customer's time zone) or by second."
+    )
+    late_events: Literal["bill_next", "reject"] | None = Field(
+        default=None, description="Usage for an already invoiced period: bill it next time, or refuse it."
     )
 
 

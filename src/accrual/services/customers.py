@@ -14,6 +14,7 @@ from accrual.domain import codes, customers
 from accrual.domain.errors import Conflict, NotFound
 from accrual.services.catalog.common import require_active
 from accrual.services.unit_of_work import Actor, read_only, unit_of_work
+from accrual.services.usage import quarantine
 from accrual.store import catalog as catalog_store
 from accrual.store import customers as customer_store
 from accrual.store import ids
@@ -113,6 +114,9 @@ def create_customer(
             },
         )
         view = CustomerView.of(row)
+        quarantine.release_held(
+            uow.conn, tenant_id=tenant_id, now=uow.now, customer_refs=[definition.external_id]
+        )
         uow.changed(
             "customer.created",
             entity_type="customer",

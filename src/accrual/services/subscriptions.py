@@ -26,6 +26,7 @@ from accrual.domain.subscriptions import Action, BillingMode, ChangeTiming, Stat
 from accrual.services.catalog.common import CouponView
 from accrual.services.due_work import ClockScope
 from accrual.services.unit_of_work import Actor, UnitOfWork, read_only, unit_of_work
+from accrual.services.usage import quarantine
 from accrual.store import catalog as catalog_store
 from accrual.store import customers as customer_store
 from accrual.store import ids
@@ -105,6 +106,7 @@ class SubscriptionView:
     test_clock_id: uuid.UUID | None
     next_due_at: dt.datetime | None
     created_at: dt.datetime
+    usage_since: dt.datetime | None = None  # where the usage not yet billed begins
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -174,6 +176,7 @@ def _views(conn: sa.Connection, rows: Sequence[Any]) -> list[SubscriptionView]:
             test_clock_id=r.test_clock_id,
             next_due_at=r.next_due_at,
             created_at=r.created_at,
+            usage_since=dt.datetime.fromisoformat(r.segments[0]["start"]) if r.segments else None,
         )
         for r in rows
     ]
@@ -636,6 +639,16 @@ def create_subscription(
         )
         row = store.get(uow.conn, tenant_id=tenant_id, subscription_id=subscription_id)
         assert row is not None  # noqa: S101 - inserted above in this transaction
+        quarantine.release_held(
+            uow.conn,
+            tenant_id=tenant_id,
+            now=at,
+            subscription_refs=[
+                str(subscription_id),
+                *([external_id] if isinstance(external_id, str) else []),
+            ],
+            customer_refs=[customer.external_id],
+        )
         details = {
             "plan_version_id": str(terms.plan_version_id),
             "quantity": step.state.quantity,

@@ -12,7 +12,7 @@ from accrual.domain import timezones
 from accrual.domain.errors import InvalidInput, NotFound
 from accrual.services import api_keys
 from accrual.services.unit_of_work import Actor, read_only, unit_of_work
-from accrual.store import ids
+from accrual.store import ids, usage_rollups
 from accrual.store import tenants as tenant_store
 from accrual.store.database import BoundTransactions, Database, TransactionSource
 from accrual.store.pagination import Page, fetch_page
@@ -49,6 +49,7 @@ def create_tenant(
     )
     with unit_of_work(db, tenant_id=tenant.tenant_id, actor=actor, now=now) as uow:
         tenant_store.insert(uow.conn, tenant)
+        usage_rollups.start_tenant(uow.conn, tenant_id=tenant.tenant_id, now=now)
         uow.changed(
             "tenant.created",
             entity_type="tenant",
@@ -76,6 +77,7 @@ def update_tenant(
     timezone: str | None = None,
     maker_checker: bool | None = None,
     proration: str | None = None,
+    late_events: str | None = None,
     actor: Actor,
     now: dt.datetime,
 ) -> tenant_store.Tenant:
@@ -95,6 +97,10 @@ def update_tenant(
         if proration not in ("day", "second"):
             raise InvalidInput("proration is day or second", field="/proration")
         values["proration"] = proration
+    if late_events is not None:
+        if late_events not in ("bill_next", "reject"):
+            raise InvalidInput("late_events is bill_next or reject", field="/late_events")
+        values["late_events"] = late_events
     with unit_of_work(db, tenant_id=tenant_id, actor=actor, now=now) as uow:
         before = tenant_store.get(uow.conn, tenant_id, for_update=True)
         if before is None:

@@ -89,6 +89,14 @@ class Database:
             yield conn
 
     @contextlib.contextmanager
+    def snapshot(self) -> Iterator[sa.Connection]:
+        """A read-only REPEATABLE READ transaction: every statement sees the same instant."""
+        with self.engine.connect() as plain:
+            conn = plain.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+            with conn.begin():
+                yield conn
+
+    @contextlib.contextmanager
     def connect(self) -> Iterator[sa.Connection]:
         """A connection for reads or for callers that manage transactions themselves."""
         with self.engine.connect() as conn:

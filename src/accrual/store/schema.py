@@ -60,9 +60,12 @@ tenants = sa.Table(
     sa.Column("maker_checker", sa.Boolean, nullable=False, server_default=sa.false()),
     # Partial periods are prorated by day (in the customer's time zone) or by second.
     sa.Column("proration", sa.Text, nullable=False, server_default="day"),
+    # Usage arriving for a period already invoiced: bill it on the next invoice, or refuse it.
+    sa.Column("late_events", sa.Text, nullable=False, server_default="bill_next"),
     sa.PrimaryKeyConstraint("tenant_id", name="pk_tenants"),
     sa.CheckConstraint("length(name) between 1 and 200", name="name_length"),
     sa.CheckConstraint("proration in ('day','second')", name="known_proration"),
+    sa.CheckConstraint("late_events in ('bill_next','reject')", name="known_late_events"),
 )
 
 api_keys = sa.Table(
@@ -395,6 +398,8 @@ subscriptions = sa.Table(
     # The earliest instant something is due: its start, trial end, period end or a scheduled change.
     sa.Column("next_due_at", TIMESTAMP, nullable=True),
     sa.Column("lock_version", sa.Integer, nullable=False),
+    # Usage before this instant has been handed to billing; later arrivals for it are late.
+    sa.Column("usage_closed_until", TIMESTAMP, nullable=True),
     sa.Column("created_at", TIMESTAMP, nullable=False),
     sa.Column("updated_at", TIMESTAMP, nullable=False),
     sa.PrimaryKeyConstraint("tenant_id", "subscription_id", name="pk_subscriptions"),
@@ -535,4 +540,128 @@ billing_points = sa.Table(
     ),
 )
 
-APPEND_ONLY_TABLES = ("audit_log", "outbox_events", "subscription_history", "billing_points")
+usage_event_ids = sa.Table(
+    "usage_event_ids",
+    metadata,
+    _tenant_id(),
+    sa.Column("event_id", sa.Text, nullable=False),
+    sa.Column("payload_hash", sa.LargeBinary, nullable=False),
+    sa.Column("ts", TIMESTAMP, nullable=False),
+    sa.Column("received_at", TIMESTAMP, nullable=False),
+    sa.Column("rejected", sa.Text, nullable=True),
+    sa.PrimaryKeyConstraint("tenant_id", "event_id", name="pk_usage_event_ids"),
+    _tenant_fk("usage_event_ids"),
+)
+
+# Partitioned by month of `ts` (migration 0004 creates it; partitions are usage_events_pYYYYMM).
+usage_events = sa.Table(
+    "usage_events",
+    metadata,
+    _tenant_id(),
+    sa.Column("subscription_id", sa.Uuid, nullable=False),
+    sa.Column("meter_id", sa.Uuid, nullable=False),
+    sa.Column("ts", TIMESTAMP, nullable=False),
+    sa.Column("event_id", sa.Text, nullable=False),
+    sa.Column("properties", pg.JSONB, nullable=False),
+    sa.Column("received_at", TIMESTAMP, nullable=False),
+    sa.Column("late", sa.Boolean, nullable=False),
+    sa.Column(
+        "xact", sa.BigInteger, nullable=False, server_default=sa.text("(pg_current_xact_id()::text)::bigint")
+    ),
+    sa.PrimaryKeyConstraint(
+        "tenant_id", "subscription_id", "meter_id", "ts", "event_id", name="pk_usage_events"
+    ),
+    sa.Index("ix_usage_events_xact", "xact", postgresql_using="brin"),
+    postgresql_partition_by="RANGE (ts)",
+)
+
+usage_quarantine = sa.Table(
+    "usage_quarantine",
+    metadata,
+    _tenant_id(),
+    sa.Column("event_id", sa.Text, nullable=False),
+    sa.Column("meter", sa.Text, nullable=False),
+    sa.Column("subscription_ref", sa.Text, nullable=True),
+    sa.Column("customer_ref", sa.Text, nullable=True),
+    sa.Column("ts", TIMESTAMP, nullable=False),
+    sa.Column("properties", pg.JSONB, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("received_at", TIMESTAMP, nullable=False),
+    sa.Column("released_at", TIMESTAMP, nullable=True),
+    sa.Column("released_to", sa.Uuid, nullable=True),
+    sa.PrimaryKeyConstraint("tenant_id", "event_id", name="pk_usage_quarantine"),
+    _tenant_fk("usage_quarantine"),
+    sa.CheckConstraint(
+        "reason in ('unknown_meter','unknown_customer','unknown_subscription','no_subscription',"
+        "'ambiguous_subscription','before_start','after_end','invalid_value')",
+        name="known_reason",
+    ),
+    sa.Index(
+        "ix_usage_quarantine_held",
+        "tenant_id",
+        "received_at",
+        postgresql_where=sa.text("released_at is null"),
+    ),
+)
+
+usage_rollups = sa.Table(
+    "usage_rollups",
+    metadata,
+    _tenant_id(),
+    sa.Column("subscription_id", sa.Uuid, nullable=False),
+    sa.Column("meter_id", sa.Uuid, nullable=False),
+    sa.Column("bucket", TIMESTAMP, nullable=False),
+    sa.Column("group_key", sa.Text, nullable=False),
+    sa.Column("events", sa.BigInteger, nullable=False),
+    sa.Column("total", sa.Numeric, nullable=False),
+    sa.Column("maximum", sa.Numeric, nullable=True),
+    sa.Column("latest_ts", TIMESTAMP, nullable=True),
+    sa.Column("latest_value", sa.Numeric, nullable=True),
+    sa.Column("latest_event", sa.Text, nullable=True),
+    sa.Column("weighted", sa.Numeric, nullable=False),
+    sa.PrimaryKeyConstraint(
+        "tenant_id", "subscription_id", "meter_id", "bucket", "group_key", name="pk_usage_rollups"
+    ),
+)
+
+usage_rollup_values = sa.Table(
+    "usage_rollup_values",
+    metadata,
+    _tenant_id(),
+    sa.Column("subscription_id", sa.Uuid, nullable=False),
+    sa.Column("meter_id", sa.Uuid, nullable=False),
+    sa.Column("bucket", TIMESTAMP, nullable=False),
+    sa.Column("group_key", sa.Text, nullable=False),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.PrimaryKeyConstraint(
+        "tenant_id",
+        "subscription_id",
+        "meter_id",
+        "bucket",
+        "group_key",
+        "value",
+        name="pk_usage_rollup_values",
+    ),
+)
+
+usage_rollup_state = sa.Table(
+    "usage_rollup_state",
+    metadata,
+    _tenant_id(),
+    sa.Column("xact_watermark", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", TIMESTAMP, nullable=False),
+    sa.PrimaryKeyConstraint("tenant_id", name="pk_usage_rollup_state"),
+    _tenant_fk("usage_rollup_state"),
+)
+
+PARTITION_PREFIX = "usage_events_p"
+
+APPEND_ONLY_TABLES = (
+    "audit_log",
+    "outbox_events",
+    "subscription_history",
+    "billing_points",
+    "usage_events",
+    "usage_event_ids",
+)

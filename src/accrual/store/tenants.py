@@ -20,6 +20,7 @@ class Tenant:
     created_at: dt.datetime
     maker_checker: bool = False
     proration: str = "day"
+    late_events: str = "bill_next"
 
     def snapshot(self) -> dict[str, Any]:
         """The tenant as the audit log and events record it."""
@@ -30,6 +31,7 @@ class Tenant:
             "created_at": self.created_at.isoformat(),
             "maker_checker": self.maker_checker,
             "proration": self.proration,
+            "late_events": self.late_events,
         }
 
 
@@ -41,6 +43,7 @@ def tenant_from_row(row: sa.Row[Any]) -> Tenant:
         created_at=row.created_at,
         maker_checker=row.maker_checker,
         proration=row.proration,
+        late_events=row.late_events,
     )
 
 

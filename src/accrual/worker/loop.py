@@ -12,6 +12,7 @@ from prometheus_client import Counter, Histogram
 from accrual.domain.clock import Clock
 from accrual.services import idempotency, test_clocks
 from accrual.services.due_work import DueWorkRegistry
+from accrual.services.usage import maintenance
 from accrual.store.database import Database
 
 TICKS = Counter("accrual_worker_ticks_total", "Worker ticks run.")
@@ -42,12 +43,18 @@ class Worker:
         self.interval = interval
         self.idempotency_retention = idempotency_retention
         self._last_prune: dt.datetime | None = None
+        self._last_release: dt.datetime | None = None
 
     def tick(self) -> None:
-        """Run everything due now on the real clock; prune old idempotency keys once an hour."""
+        """Roll usage up; run everything due now on the real clock; now and then retry quarantined
+        usage and create usage partitions ahead; prune old idempotency keys once an hour."""
         now = self.clock.now()
+        maintenance.roll_up(self.db, now=now)
         for step in test_clocks.run_real_clock_due_work(self.db, registry=self.registry, now=now):
             DUE_ITEMS.labels(step.provider).inc(step.items)
+        if self._last_release is None or now - self._last_release >= dt.timedelta(seconds=10):
+            maintenance.release_and_prepare(self.db, now=now)
+            self._last_release = now
         if self._last_prune is None or now - self._last_prune >= dt.timedelta(hours=1):
             pruned = idempotency.prune(self.db, older_than=now - self.idempotency_retention)
             if pruned:

@@ -84,9 +84,10 @@ def test_every_request_body_has_an_example(client: TestClient) -> None:
             body = operation.get("requestBody")
             if body is None:
                 continue
-            ref = body["content"]["application/json"]["schema"].get("$ref", "")
-            schema = schemas[ref.rsplit("/", 1)[-1]] if ref else {}
-            if not schema.get("examples"):
+            media = body["content"]["application/json"]
+            ref = media["schema"].get("$ref", "")
+            schema = schemas[ref.rsplit("/", 1)[-1]] if ref else media["schema"]
+            if not (schema.get("examples") or media.get("example") or media.get("examples")):
                 missing.append(f"{method.upper()} {path}")
     assert missing == []
 

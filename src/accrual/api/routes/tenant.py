@@ -31,6 +31,7 @@ def update_tenant(body: TenantUpdate, ctx: Annotated[WriteContext, Depends(write
                 timezone=body.timezone,
                 maker_checker=body.maker_checker,
                 proration=body.proration,
+                late_events=body.late_events,
                 actor=ctx.principal.actor,
                 now=ctx.now,
             )

@@ -18,6 +18,7 @@ from accrual.services.catalog.common import (
     require_row,
 )
 from accrual.services.unit_of_work import Actor, UnitOfWork, unit_of_work
+from accrual.services.usage import quarantine
 from accrual.store import catalog as store
 from accrual.store import ids
 from accrual.store.database import TransactionSource
@@ -53,6 +54,7 @@ def insert_meter(uow: UnitOfWork, definition: meters.MeterDefinition) -> MeterVi
     uow.changed(
         "meter.created", entity_type="meter", entity_id=definition.code, before=None, after=view.snapshot()
     )
+    quarantine.release_held(uow.conn, tenant_id=uow.tenant_id, now=uow.now, meter_codes=[definition.code])
     return view
 
 

@@ -1,0 +1,395 @@
+"""Reading usage: quantities over windows, current usage of a subscription, events, quarantine."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import uuid
+from collections.abc import Sequence
+from decimal import Decimal
+from fractions import Fraction
+
+import sqlalchemy as sa
+
+from accrual.domain import meters as meter_rules
+from accrual.domain import money, pricing, usage
+from accrual.domain.periods import Period
+from accrual.services import subscriptions as subscription_service
+from accrual.services.catalog.common import MeterView
+from accrual.store import catalog as catalog_store
+from accrual.store import usage_rollups as rollups
+from accrual.store.database import BoundTransactions, Database
+
+
+def _rules(view: MeterView) -> rollups.MeterRules:
+    spec = view.definition.to_spec()
+    return rollups.MeterRules(
+        meter_id=view.meter_id,
+        aggregation=spec["aggregation"],
+        field=spec["field"],
+        filters=spec["filters"],
+        group_by=spec["group_by"],
+    )
+
+
+def _label(sql_key: str) -> str:
+    """The canonical group label of a key as PostgreSQL spells it."""
+    return usage.group_label(json.loads(sql_key, parse_float=Decimal))
+
+
+def window_quantities(
+    conn: sa.Connection,
+    *,
+    tenant_id: uuid.UUID,
+    subscription_id: uuid.UUID,
+    meter: MeterView,
+    window: Period,
+    period: Period,
+    since: dt.datetime,
+) -> dict[str, Fraction]:
+    """The meter's quantity over `window` per group label, exactly; `conn` must be a snapshot.
+
+    `since` is when the subscription's usage begins (for the running total of a time-weighted
+    sum, which counts every earlier event).
+    """
+    watermark = rollups.watermark(conn, tenant_id=tenant_id)
+    rules = _rules(meter)
+
+    def parts(start: dt.datetime, end: dt.datetime) -> dict[str, usage.Partial]:
+        found = rollups.window_parts(
+            conn,
+            tenant_id=tenant_id,
+            subscription_id=subscription_id,
+            meter=rules,
+            start=start,
+            end=end,
+            watermark=watermark,
+        )
+        merged: dict[str, usage.Partial] = {}
+        for key, items in found.items():
+            label = _label(key)
+            combined = usage.combine_all(items)
+            merged[label] = merged[label].combine(combined) if label in merged else combined
+        return merged
+
+    inside = parts(window.start, window.end)
+    definition = meter.definition
+    opening: dict[str, usage.Partial] = {}
+    if definition.aggregation is meter_rules.Aggregation.WEIGHTED_SUM and since < window.start:
+        opening = parts(since, window.start)
+    labels = set(inside) | set(opening)
+    return {
+        label: usage.quantity(
+            definition,
+            inside.get(label, usage.Partial()),
+            window=window,
+            period=period,
+            opening=opening[label].total if label in opening else Decimal(0),
+        )
+        for label in labels
+    }
+
+
+def event_amounts(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, subscription_id: uuid.UUID, meter: MeterView, window: Period
+) -> list[Decimal]:
+    """Each event's value in time order (percentage prices rate every event on its own)."""
+    rules = _rules(meter)
+    rows = conn.execute(
+        sa.text(
+            "select accrual_usage_value(properties, cast(:field as text)) as value from usage_events "
+            "where tenant_id = :t and subscription_id = :s and meter_id = :m and ts >= :a and ts < :b "
+            "and accrual_usage_matches(properties, cast(:filters as jsonb)) order by ts, event_id"
+        ),
+        {
+            "t": tenant_id,
+            "s": subscription_id,
+            "m": rules.meter_id,
+            "field": rules.field,
+            "filters": json.dumps(rules.filters),
+            "a": window.start,
+            "b": window.end,
+        },
+    )
+    return [Decimal(r.value) for r in rows if r.value is not None]
+
+
+@dataclasses.dataclass(frozen=True)
+class ChargeUsage:
+    charge: str
+    meter: str
+    group: str
+    quantity: Fraction
+    amount: Decimal
+    unit_amount: Decimal | None
+    description: str
+
+
+@dataclasses.dataclass(frozen=True)
+class CurrentUsage:
+    subscription_id: uuid.UUID
+    period: Period | None
+    window: Period | None
+    as_of: dt.datetime
+    currency: str
+    charges: list[ChargeUsage]
+
+    @property
+    def amount(self) -> Decimal:
+        return sum((c.amount for c in self.charges), Decimal(0))
+
+
+@dataclasses.dataclass(frozen=True)
+class Rated:
+    charge: pricing.ChargeDefinition
+    group: str
+    quantity: Fraction  # exact (a time-weighted sum may not be a finite decimal)
+    rating: pricing.Rating
+
+
+def rate_window(
+    conn: sa.Connection,
+    *,
+    tenant_id: uuid.UUID,
+    subscription_id: uuid.UUID,
+    charges: Sequence[pricing.ChargeDefinition],
+    meters: dict[str, MeterView],
+    currency: money.Currency,
+    window: Period,
+    period: Period,
+    since: dt.datetime,
+    proration: Fraction = Fraction(1),
+) -> list[Rated]:
+    """Rate every metered charge over `window`: one rating per charge and group (groups rate alone)."""
+    rated: list[Rated] = []
+    for charge in charges:
+        if charge.meter is None:
+            continue
+        meter = meters[charge.meter]
+        label = meter.definition.name
+        if isinstance(charge.model, pricing.Percentage):
+            amounts = event_amounts(
+                conn, tenant_id=tenant_id, subscription_id=subscription_id, meter=meter, window=window
+            )
+            rating = pricing.rate_events(
+                charge.model,
+                amounts=amounts,
+                currency=currency,
+                unit_label="transactions",
+                minimum=charge.minimum,
+                maximum=charge.maximum,
+                proration=proration,
+            )
+            rated.append(Rated(charge, usage.group_label([]), Fraction(sum(amounts, Decimal(0))), rating))
+            continue
+        quantities = window_quantities(
+            conn,
+            tenant_id=tenant_id,
+            subscription_id=subscription_id,
+            meter=meter,
+            window=window,
+            period=period,
+            since=since,
+        ) or {
+            usage.group_label([None] * len(meter.definition.group_by))
+            if meter.definition.group_by
+            else "[]": Fraction(0)
+        }
+        for group, quantity in sorted(quantities.items()):
+            rating = pricing.rate(
+                charge.model,
+                quantity=quantity,
+                currency=currency,
+                unit_label=label,
+                minimum=charge.minimum,
+                maximum=charge.maximum,
+                proration=proration,
+            )
+            rated.append(Rated(charge, group, quantity, rating))
+    return rated
+
+
+def meters_for(conn: sa.Connection, *, tenant_id: uuid.UUID, codes: Sequence[str]) -> dict[str, MeterView]:
+    rows = catalog_store.get_rows(conn, catalog_store.METERS, tenant_id=tenant_id, codes=sorted(set(codes)))
+    return {code: MeterView.of(row) for code, row in rows.items()}
+
+
+def current_usage(
+    db: Database, *, tenant_id: uuid.UUID, subscription_id: uuid.UUID, now: dt.datetime
+) -> CurrentUsage:
+    """Usage of the subscription's open period so far, per metered charge, exactly, as of now
+    (the customer's clock): fresh to the last committed event."""
+    with db.snapshot() as conn:
+        view = subscription_service.get_subscription(
+            BoundTransactions(conn), tenant_id=tenant_id, subscription_id=subscription_id
+        )
+        at = subscription_service.effective_now(
+            conn, tenant_id=tenant_id, test_clock_id=view.test_clock_id, now=now
+        )
+        terms = subscription_service.load_terms(conn, tenant_id, [view.plan_version_id])[view.plan_version_id]
+        version = catalog_store.versions_by_id(conn, tenant_id=tenant_id, version_ids=[view.plan_version_id])[
+            view.plan_version_id
+        ]
+        charges = [pricing.parse_charge(c.spec, pointer="") for c in version.version.charges]
+        if view.current_period is None:
+            return CurrentUsage(subscription_id, None, None, at, terms.currency.code, [])
+        period = view.current_period
+        window = Period(view.usage_since or period.start, period.end)
+        meters = meters_for(conn, tenant_id=tenant_id, codes=[c.meter for c in charges if c.meter])
+        rated = rate_window(
+            conn,
+            tenant_id=tenant_id,
+            subscription_id=subscription_id,
+            charges=charges,
+            meters=meters,
+            currency=terms.currency,
+            window=window,
+            period=period,
+            since=view.start,
+        )
+    return CurrentUsage(
+        subscription_id=subscription_id,
+        period=period,
+        window=window,
+        as_of=at,
+        currency=terms.currency.code,
+        charges=[
+            ChargeUsage(
+                charge=r.charge.code,
+                meter=r.charge.meter or "",
+                group=r.group,
+                quantity=r.quantity,
+                amount=r.rating.amount,
+                unit_amount=r.rating.unit_amount,
+                description=r.rating.description,
+            )
+            for r in rated
+        ],
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredEvent:
+    event_id: str
+    subscription_id: uuid.UUID
+    meter: str
+    ts: dt.datetime
+    properties: dict[str, object]
+    received_at: dt.datetime
+    late: bool
+
+
+_LIST_EVENTS = (
+    "select e.event_id, e.subscription_id, m.code as meter, e.ts, e.properties, e.received_at, e.late "
+    "from usage_events e join meters m on m.tenant_id = e.tenant_id and m.meter_id = e.meter_id "
+    "join subscriptions s on s.tenant_id = e.tenant_id and s.subscription_id = e.subscription_id "
+    "where {where} order by e.ts desc, e.event_id desc limit :limit"
+)
+
+
+def list_events(
+    db: Database,
+    *,
+    tenant_id: uuid.UUID,
+    subscription_id: uuid.UUID | None,
+    customer_id: uuid.UUID | None,
+    meter: str | None,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    cursor: tuple[dt.datetime, str] | None,
+    limit: int,
+) -> tuple[list[StoredEvent], tuple[dt.datetime, str] | None]:
+    """Counted events, newest first (by timestamp), with a (timestamp, id) cursor."""
+    conditions = ["e.tenant_id = :t"]
+    params: dict[str, object] = {"t": tenant_id, "limit": limit + 1}
+    for column, value in (
+        ("e.subscription_id", subscription_id),
+        ("s.customer_id", customer_id),
+        ("m.code", meter),
+    ):
+        if value is not None:
+            key = column.replace(".", "_")
+            conditions.append(f"{column} = :{key}")
+            params[key] = value
+    if start is not None:
+        conditions.append("e.ts >= :start")
+        params["start"] = start
+    if end is not None:
+        conditions.append("e.ts < :end")
+        params["end"] = end
+    if cursor is not None:
+        conditions.append("(e.ts, e.event_id) < (:cts, :cid)")
+        params |= {"cts": cursor[0], "cid": cursor[1]}
+    with db.snapshot() as conn:
+        where = " and ".join(conditions)  # fixed clauses; every value is a bound parameter
+        rows = conn.execute(sa.text(_LIST_EVENTS.format(where=where)), params).all()
+    items = [
+        StoredEvent(r.event_id, r.subscription_id, r.meter, r.ts, dict(r.properties), r.received_at, r.late)
+        for r in rows[:limit]
+    ]
+    more = (items[-1].ts, items[-1].event_id) if len(rows) > limit and items else None
+    return items, more
+
+
+@dataclasses.dataclass(frozen=True)
+class HeldEvent:
+    event_id: str
+    meter: str
+    subscription_ref: str | None
+    customer_ref: str | None
+    ts: dt.datetime
+    properties: dict[str, object]
+    reason: str
+    detail: str
+    received_at: dt.datetime
+    released_at: dt.datetime | None
+    released_to: uuid.UUID | None
+
+
+def list_quarantine(
+    db: Database,
+    *,
+    tenant_id: uuid.UUID,
+    include_released: bool,
+    reason: str | None,
+    cursor: tuple[dt.datetime, str] | None,
+    limit: int,
+) -> tuple[list[HeldEvent], tuple[dt.datetime, str] | None]:
+    """Quarantined events (held, or also released), oldest first, with each one's reason."""
+    conditions = ["tenant_id = :t"]
+    params: dict[str, object] = {"t": tenant_id, "limit": limit + 1}
+    if not include_released:
+        conditions.append("released_at is null")
+    if reason is not None:
+        conditions.append("reason = :reason")
+        params["reason"] = reason
+    if cursor is not None:
+        conditions.append("(received_at, event_id) > (:cts, :cid)")
+        params |= {"cts": cursor[0], "cid": cursor[1]}
+    with db.snapshot() as conn:
+        rows = conn.execute(
+            sa.text(
+                f"select * from usage_quarantine where {' and '.join(conditions)} "  # noqa: S608 - fixed clauses
+                "order by received_at, event_id limit :limit"
+            ),
+            params,
+        ).all()
+    items = [
+        HeldEvent(
+            r.event_id,
+            r.meter,
+            r.subscription_ref,
+            r.customer_ref,
+            r.ts,
+            dict(r.properties),
+            r.reason,
+            r.detail,
+            r.received_at,
+            r.released_at,
+            r.released_to,
+        )
+        for r in rows[:limit]
+    ]
+    more = (items[-1].received_at, items[-1].event_id) if len(rows) > limit and items else None
+    return items, more

@@ -1,0 +1,329 @@
+"""Usage storage: event ids, month partitions, attributed events, quarantine.
+
+Writes go through `unnest` of parallel arrays: one statement per table per batch, whatever
+the batch's size.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from accrual.store.database import Database
+from accrual.store.schema import PARTITION_PREFIX
+
+_known_partitions: set[tuple[str, str]] = set()
+_partition_lock = threading.Lock()
+
+
+def month_start(instant: dt.datetime) -> dt.datetime:
+    utc = instant.astimezone(dt.UTC)
+    return dt.datetime(utc.year, utc.month, 1, tzinfo=dt.UTC)
+
+
+def _next_month(start: dt.datetime) -> dt.datetime:
+    return dt.datetime(start.year + start.month // 12, start.month % 12 + 1, 1, tzinfo=dt.UTC)
+
+
+def ensure_partitions(db: Database, instants: Iterable[dt.datetime]) -> None:
+    """Make sure a month partition of usage_events exists for each instant (UTC months)."""
+    months = {month_start(i) for i in instants}
+    with _partition_lock:
+        missing = [m for m in sorted(months) if (db.url, m.strftime("%Y%m")) not in _known_partitions]
+    for month in missing:
+        name = f"{PARTITION_PREFIX}{month.strftime('%Y%m')}"
+        with db.engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            exists = conn.execute(sa.text("select to_regclass(:n)"), {"n": name}).scalar_one()
+            if exists is None:
+                try:
+                    conn.execute(
+                        sa.text(
+                            f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF usage_events "
+                            f"FOR VALUES FROM ('{month.isoformat()}') TO ('{_next_month(month).isoformat()}')"
+                        )
+                    )
+                except sa.exc.ProgrammingError as exc:
+                    # Another process created it between our check and our statement.
+                    if "already exists" not in str(exc.orig):
+                        raise
+        with _partition_lock:
+            _known_partitions.add((db.url, month.strftime("%Y%m")))
+
+
+def meters_by_code(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, codes: Sequence[str]
+) -> dict[str, sa.Row[Any]]:
+    rows = conn.execute(
+        sa.text(
+            "select meter_id, code, aggregation, field from meters "
+            "where tenant_id = :t and code = any(:codes) and archived_at is null"
+        ),
+        {"t": tenant_id, "codes": list(codes)},
+    )
+    return {row.code: row for row in rows}
+
+
+def subscriptions_by_ref(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, refs: Sequence[str]
+) -> dict[str, sa.Row[Any]]:
+    if not refs:
+        return {}
+    rows = conn.execute(
+        sa.text(
+            "select subscription_id, external_id, status, start_at, ended_at, usage_closed_until from subscriptions "
+            "where tenant_id = :t and external_id = any(:refs)"
+        ),
+        {"t": tenant_id, "refs": list(refs)},
+    )
+    return {row.external_id: row for row in rows}
+
+
+def subscriptions_by_id(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, ids: Sequence[str]
+) -> dict[str, sa.Row[Any]]:
+    """Subscriptions named by our id (as text) in events."""
+    if not ids:
+        return {}
+    rows = conn.execute(
+        sa.text(
+            "select subscription_id, subscription_id::text as ref, status, start_at, ended_at, usage_closed_until "
+            "from subscriptions where tenant_id = :t and subscription_id::text = any(:refs)"
+        ),
+        {"t": tenant_id, "refs": list(ids)},
+    )
+    return {row.ref: row for row in rows}
+
+
+def customer_subscriptions(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, refs: Sequence[str]
+) -> tuple[set[str], list[sa.Row[Any]]]:
+    """The customers that exist among `refs`, and their subscriptions with the meters their plan charges."""
+    if not refs:
+        return set(), []
+    known = set(
+        conn.execute(
+            sa.text("select external_id from customers where tenant_id = :t and external_id = any(:refs)"),
+            {"t": tenant_id, "refs": list(refs)},
+        ).scalars()
+    )
+    rows = conn.execute(
+        sa.text(
+            "select c.external_id as customer_ref, s.subscription_id, s.status, s.start_at, s.ended_at, "
+            "s.usage_closed_until, coalesce(array_agg(ch.meter_id) filter (where ch.meter_id is not null), '{}') "
+            "as meter_ids "
+            "from customers c join subscriptions s on s.tenant_id = c.tenant_id and s.customer_id = c.customer_id "
+            "left join charges ch on ch.tenant_id = s.tenant_id and ch.plan_version_id = s.plan_version_id "
+            "where c.tenant_id = :t and c.external_id = any(:refs) "
+            "group by c.external_id, s.tenant_id, s.subscription_id order by s.subscription_id"
+        ),
+        {"t": tenant_id, "refs": list(refs)},
+    ).all()
+    return known, list(rows)
+
+
+def claim_ids(
+    conn: sa.Connection,
+    *,
+    tenant_id: uuid.UUID,
+    event_ids: Sequence[str],
+    hashes: Sequence[bytes],
+    instants: Sequence[dt.datetime],
+    rejected: Sequence[str | None],
+    now: dt.datetime,
+) -> set[str]:
+    """Record event ids for ever; return those that were new (a repeat of a known id is not)."""
+    if not event_ids:
+        return set()
+    rows = conn.execute(
+        sa.text(
+            "insert into usage_event_ids (tenant_id, event_id, payload_hash, ts, received_at, rejected) "
+            "select :t, i, h, ts, :now, r from unnest(cast(:ids as text[]), cast(:hashes as bytea[]), "
+            "cast(:ts as timestamptz[]), cast(:rejected as text[])) as u(i, h, ts, r) "
+            "on conflict do nothing returning event_id"
+        ),
+        {
+            "t": tenant_id,
+            "ids": list(event_ids),
+            "hashes": list(hashes),
+            "ts": list(instants),
+            "rejected": list(rejected),
+            "now": now,
+        },
+    )
+    return set(rows.scalars())
+
+
+def known_ids(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, event_ids: Sequence[str]
+) -> dict[str, sa.Row[Any]]:
+    rows = conn.execute(
+        sa.text(
+            "select event_id, payload_hash, rejected from usage_event_ids where tenant_id = :t and event_id = any(:ids)"
+        ),
+        {"t": tenant_id, "ids": list(event_ids)},
+    )
+    return {row.event_id: row for row in rows}
+
+
+def insert_events(
+    conn: sa.Connection,
+    *,
+    tenant_id: uuid.UUID,
+    subscription_ids: Sequence[uuid.UUID],
+    meter_ids: Sequence[uuid.UUID],
+    instants: Sequence[dt.datetime],
+    event_ids: Sequence[str],
+    properties: Sequence[str],
+    late: Sequence[bool],
+    now: dt.datetime,
+) -> None:
+    if not event_ids:
+        return
+    conn.execute(
+        sa.text(
+            "insert into usage_events (tenant_id, subscription_id, meter_id, ts, event_id, properties, received_at, late) "
+            "select :t, s, m, ts, i, p, :now, l from unnest(cast(:subs as uuid[]), cast(:meters as uuid[]), "
+            "cast(:ts as timestamptz[]), cast(:ids as text[]), cast(:props as jsonb[]), cast(:late as boolean[])) "
+            "as u(s, m, ts, i, p, l)"
+        ),
+        {
+            "t": tenant_id,
+            "subs": list(subscription_ids),
+            "meters": list(meter_ids),
+            "ts": list(instants),
+            "ids": list(event_ids),
+            "props": list(properties),
+            "late": list(late),
+            "now": now,
+        },
+    )
+
+
+def insert_quarantine(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, rows: Sequence[dict[str, Any]], now: dt.datetime
+) -> None:
+    if not rows:
+        return
+    conn.execute(
+        sa.text(
+            "insert into usage_quarantine (tenant_id, event_id, meter, subscription_ref, customer_ref, ts, properties, "
+            "reason, detail, received_at) "
+            "select :t, i, m, s, c, ts, p, r, d, :now from unnest(cast(:ids as text[]), cast(:meters as text[]), "
+            "cast(:subs as text[]), cast(:custs as text[]), cast(:ts as timestamptz[]), cast(:props as jsonb[]), "
+            "cast(:reasons as text[]), cast(:details as text[])) as u(i, m, s, c, ts, p, r, d)"
+        ),
+        {
+            "t": tenant_id,
+            "ids": [r["event_id"] for r in rows],
+            "meters": [r["meter"] for r in rows],
+            "subs": [r["subscription_ref"] for r in rows],
+            "custs": [r["customer_ref"] for r in rows],
+            "ts": [r["ts"] for r in rows],
+            "props": [r["properties"] for r in rows],
+            "reasons": [r["reason"] for r in rows],
+            "details": [r["detail"] for r in rows],
+            "now": now,
+        },
+    )
+
+
+def lock_subscriptions(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, sa.Row[Any]]:
+    """Share-lock the subscriptions events are attributed to, and read their life and billing state.
+
+    Billing locks a subscription for update while it closes a period's usage, so an event is either
+    committed before the period is billed (and counted in it) or sees the period closed (and is late).
+    """
+    if not ids:
+        return {}
+    rows = conn.execute(
+        sa.text(
+            "select subscription_id, status, start_at, ended_at, usage_closed_until from subscriptions "
+            "where tenant_id = :t and subscription_id = any(:ids) order by subscription_id for share"
+        ),
+        {"t": tenant_id, "ids": list(ids)},
+    )
+    return {row.subscription_id: row for row in rows}
+
+
+def held(
+    conn: sa.Connection,
+    *,
+    tenant_id: uuid.UUID | None,
+    customer_refs: Sequence[str] = (),
+    subscription_refs: Sequence[str] = (),
+    meter_codes: Sequence[str] = (),
+    everything: bool = False,
+    after: tuple[uuid.UUID, dt.datetime, str] | None = None,
+    limit: int,
+) -> list[sa.Row[Any]]:
+    """Quarantined events not yet released (of one tenant, or all), optionally only those naming these
+    refs, in (tenant, arrival, id) order after `after`."""
+    conditions = ["released_at is null"]
+    params: dict[str, Any] = {"limit": limit}
+    if after is not None:
+        conditions.append("(tenant_id, received_at, event_id) > (:at, :ar, :ai)")
+        params |= {"at": after[0], "ar": after[1], "ai": after[2]}
+    if tenant_id is not None:
+        conditions.append("tenant_id = :t")
+        params["t"] = tenant_id
+    if not everything:
+        conditions.append(
+            "(customer_ref = any(:custs) or subscription_ref = any(:subs) or meter = any(:meters))"
+        )
+        params |= {"custs": list(customer_refs), "subs": list(subscription_refs), "meters": list(meter_codes)}
+    return list(
+        conn.execute(
+            sa.text(
+                f"select * from usage_quarantine where {' and '.join(conditions)} "  # noqa: S608 - fixed clauses
+                "order by tenant_id, received_at, event_id limit :limit for update skip locked"
+            ),
+            params,
+        )
+    )
+
+
+def release(
+    conn: sa.Connection,
+    *,
+    tenant_id: uuid.UUID,
+    event_ids: Sequence[str],
+    subscription_ids: Sequence[uuid.UUID],
+    now: dt.datetime,
+) -> None:
+    if not event_ids:
+        return
+    conn.execute(
+        sa.text(
+            "update usage_quarantine q set released_at = :now, released_to = u.s "
+            "from unnest(cast(:ids as text[]), cast(:subs as uuid[])) as u(i, s) "
+            "where q.tenant_id = :t and q.event_id = u.i"
+        ),
+        {"t": tenant_id, "ids": list(event_ids), "subs": list(subscription_ids), "now": now},
+    )
+
+
+def requalify(conn: sa.Connection, *, tenant_id: uuid.UUID, rows: Sequence[tuple[str, str, str]]) -> None:
+    """Record the current reason (and detail) of events that stay in quarantine."""
+    if not rows:
+        return
+    conn.execute(
+        sa.text(
+            "update usage_quarantine q set reason = u.r, detail = u.d "
+            "from unnest(cast(:ids as text[]), cast(:reasons as text[]), cast(:details as text[])) as u(i, r, d) "
+            "where q.tenant_id = :t and q.event_id = u.i and (q.reason, q.detail) is distinct from (u.r, u.d)"
+        ),
+        {
+            "t": tenant_id,
+            "ids": [r[0] for r in rows],
+            "reasons": [r[1] for r in rows],
+            "details": [r[2] for r in rows],
+        },
+    )
