@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from accrual.cli import catalog_commands, lifecycle_commands, serving
+from accrual.cli import catalog_commands, lifecycle_commands, serving, usage_commands
 from accrual.cli.common import (
     EXIT_FAILED,
     JsonFlag,
@@ -56,6 +56,8 @@ app.add_typer(catalog_commands.coupons_app, name="coupons")
 app.add_typer(catalog_commands.tax_rates_app, name="tax-rates")
 app.add_typer(lifecycle_commands.customers_app, name="customers")
 app.add_typer(lifecycle_commands.subscriptions_app, name="subscriptions")
+app.add_typer(usage_commands.events_app, name="events")
+app.add_typer(usage_commands.consume_app, name="consume")
 
 
 @app.command()
@@ -63,12 +65,19 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on [ACCRUAL_HOST].")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on [ACCRUAL_PORT].")] = None,
     worker: Annotated[bool, typer.Option(help="Run the worker loop in this process.")] = True,
+    workers: Annotated[int, typer.Option(min=1, help="HTTP worker processes (an external database).")] = 1,
 ) -> None:
     """Serve the API (and the worker) until Ctrl-C; migrates and creates a demo tenant on first run."""
     settings = Settings()
     with command_database(schema="migrate") as db:
         serving.serve(
-            db, settings, host=host or settings.host, port=port or settings.port, run_worker=worker, out=out
+            db,
+            settings,
+            host=host or settings.host,
+            port=port or settings.port,
+            run_worker=worker,
+            out=out,
+            workers=workers,
         )
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import structlog
 import uvicorn
+import uvicorn.supervisors
 from rich.console import Console
 
 from accrual.api.app import create_app
@@ -25,7 +27,16 @@ class ServerDidNotStart(Exception):
     pass
 
 
-def serve(db: Database, settings: Settings, *, host: str, port: int, run_worker: bool, out: Console) -> None:
+def serve(
+    db: Database,
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    run_worker: bool,
+    out: Console,
+    workers: int = 1,
+) -> None:
     logs.configure(level=settings.log_level, fmt=settings.log_format)
     created = tenants.ensure_demo_tenant(db, actor=Actor.system("serve"), now=SYSTEM_CLOCK.now())
     if created is not None:
@@ -50,18 +61,35 @@ def serve(db: Database, settings: Settings, *, host: str, port: int, run_worker:
             idempotency_retention=dt.timedelta(hours=settings.idempotency_retention_hours),
         )
         worker_thread, stop = worker.start_thread()
-    server = uvicorn.Server(
-        uvicorn.Config(
+    if workers > 1:
+        # Each process builds its own app from the environment; this one runs the worker loop.
+        os.environ["ACCRUAL_DATABASE_URL"] = db.url.replace("postgresql+psycopg://", "postgresql://", 1)
+        config = uvicorn.Config(
+            "accrual.api.asgi:from_environment",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_level=settings.log_level,
+            access_log=False,
+        )
+    else:
+        config = uvicorn.Config(
             app, host=host, port=port, log_level=settings.log_level, access_log=False, lifespan="on"
         )
-    )
+    server = uvicorn.Server(config)
     out.print(
         f"Accrual serving on http://{host}:{port} (API docs at /docs); Ctrl-C stops it", highlight=False
     )
     try:
         # uvicorn handles SIGINT and SIGTERM: it stops accepting, finishes requests in flight, then
         # re-raises the signal; a Ctrl-C that asked for the stop is not an error.
-        server.run()
+        if workers > 1:
+            sock = config.bind_socket()
+            uvicorn.supervisors.Multiprocess(config, sockets=[sock]).run()
+            server.started = True
+        else:
+            server.run()
     except KeyboardInterrupt:
         pass
     except SystemExit:

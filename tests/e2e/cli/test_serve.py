@@ -30,10 +30,10 @@ def free_port() -> int:
 
 
 class Served:
-    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+    def __init__(self, env: dict[str, str], cwd: Path, *extra: str) -> None:
         self.port = free_port()
         self.process = subprocess.Popen(
-            [ACCRUAL, "serve", "--port", str(self.port)],
+            [ACCRUAL, "serve", "--port", str(self.port), *extra],
             env=env,
             cwd=cwd,
             stdout=subprocess.PIPE,
@@ -111,6 +111,30 @@ def test_serve_with_embedded_postgres_and_clean_stop(env: dict[str, str], tmp_pa
     assert (pgdata / "PG_VERSION").exists()
     # Ctrl-C stopped PostgreSQL too.
     assert not (pgdata / "postmaster.pid").exists()
+
+
+def test_serve_with_several_worker_processes(
+    server_url: str, env: dict[str, str], tmp_path: Path, worker_id: str
+) -> None:
+    env["ACCRUAL_DATABASE_URL"] = create_database(
+        server_url, f"accrual_serve_{worker_id}", drop_existing=True
+    )
+    served = Served(env, tmp_path, "--workers", "2")
+    try:
+        for _ in range(20):
+            assert httpx.get(f"{served.url}/readyz").status_code == 200
+    finally:
+        output = served.stop()
+    keys = KEY.findall(output)
+    assert keys, output
+    assert "Traceback" not in output
+    second = Served(env, tmp_path, "--workers", "2")
+    try:
+        for _ in range(10):
+            response = httpx.get(f"{second.url}/v1/tenant", headers={"Authorization": f"Bearer {keys[0]}"})
+            assert response.status_code == 200
+    finally:
+        second.stop()
 
 
 def test_a_taken_port_is_a_one_line_error(

@@ -1,0 +1,22 @@
+"""The app for process managers (`uvicorn --factory accrual.api.asgi:from_environment`, several workers).
+
+Each worker process builds its own app over `ACCRUAL_DATABASE_URL`; the worker loop runs once,
+in the process that manages them (`accrual serve --workers N`).
+"""
+
+from __future__ import annotations
+
+import os
+
+from fastapi import FastAPI
+
+from accrual.api.app import create_app
+from accrual.store.database import Database
+
+
+def from_environment() -> FastAPI:
+    url = os.environ.get("ACCRUAL_DATABASE_URL")
+    if not url:
+        raise RuntimeError("ACCRUAL_DATABASE_URL must be set for a multi-process server")
+    pool = int(os.environ.get("ACCRUAL_DB_POOL_SIZE", "10"))
+    return create_app(Database(url, pool_size=pool))
