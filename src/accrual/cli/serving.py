@@ -11,6 +11,7 @@ import uvicorn.supervisors
 from rich.console import Console
 
 from accrual.api.app import create_app
+from accrual.api.asgi import settle_memory
 from accrual.cli import logs
 from accrual.cli.settings import Settings
 from accrual.integrations.system_clock import SYSTEM_CLOCK
@@ -77,6 +78,7 @@ def serve(
         config = uvicorn.Config(
             app, host=host, port=port, log_level=settings.log_level, access_log=False, lifespan="on"
         )
+        settle_memory()
     server = uvicorn.Server(config)
     out.print(
         f"Accrual serving on http://{host}:{port} (API docs at /docs); Ctrl-C stops it", highlight=False

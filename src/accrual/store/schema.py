@@ -571,7 +571,9 @@ usage_events = sa.Table(
     sa.PrimaryKeyConstraint(
         "tenant_id", "subscription_id", "meter_id", "ts", "event_id", name="pk_usage_events"
     ),
-    sa.Index("ix_usage_events_xact", "xact", postgresql_using="brin"),
+    sa.Index(
+        "ix_usage_events_xact", "xact", postgresql_using="brin", postgresql_with={"pages_per_range": 32}
+    ),
     postgresql_partition_by="RANGE (ts)",
 )
 

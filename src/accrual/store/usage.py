@@ -1,7 +1,7 @@
 """Usage storage: event ids, month partitions, attributed events, quarantine.
 
-Writes go through `unnest` of parallel arrays: one statement per table per batch, whatever
-the batch's size.
+Writes are one COPY per table per batch, whatever the batch's size (an INSERT of `unnest`ed
+arrays where a row may already exist).
 """
 
 from __future__ import annotations
@@ -10,10 +10,13 @@ import datetime as dt
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
+import psycopg
+import psycopg.errors
 import sqlalchemy as sa
 
+from accrual.store.cache import FactCache
 from accrual.store.database import Database
 from accrual.store.schema import PARTITION_PREFIX
 
@@ -100,31 +103,82 @@ def subscriptions_by_id(
     return {row.ref: row for row in rows}
 
 
+class CustomerSubscription(NamedTuple):
+    customer_ref: str
+    subscription_id: uuid.UUID
+    status: str
+    start_at: dt.datetime
+    ended_at: dt.datetime | None
+    usage_closed_until: dt.datetime | None
+    meter_ids: frozenset[uuid.UUID]  # the meters its plan version charges
+
+
+# The meters a published plan version charges: its charges never change once published.
+_charged_meters: FactCache[uuid.UUID, frozenset[uuid.UUID]] = FactCache(10_000)
+
+
+def _meters_charged(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, versions: set[uuid.UUID]
+) -> dict[uuid.UUID, frozenset[uuid.UUID]]:
+    known = {v: _charged_meters.get(v) for v in versions}
+    charged = {v: meters for v, meters in known.items() if meters is not None}
+    missing = [v for v, meters in known.items() if meters is None]
+    if not missing:
+        return charged
+    found: dict[uuid.UUID, set[uuid.UUID]] = {v: set() for v in missing}
+    rows = conn.execute(
+        sa.text(
+            "select plan_version_id, meter_id from charges "
+            "where tenant_id = :t and plan_version_id = any(:v) and meter_id is not null"
+        ),
+        {"t": tenant_id, "v": missing},
+    )
+    for row in rows:
+        found[row.plan_version_id].add(row.meter_id)
+    for version, meters in found.items():
+        charged[version] = frozenset(meters)
+        _charged_meters.put(version, charged[version])
+    return charged
+
+
 def customer_subscriptions(
     conn: sa.Connection, *, tenant_id: uuid.UUID, refs: Sequence[str]
-) -> tuple[set[str], list[sa.Row[Any]]]:
+) -> tuple[set[str], list[CustomerSubscription]]:
     """The customers that exist among `refs`, and their subscriptions with the meters their plan charges."""
     if not refs:
         return set(), []
-    known = set(
-        conn.execute(
-            sa.text("select external_id from customers where tenant_id = :t and external_id = any(:refs)"),
-            {"t": tenant_id, "refs": list(refs)},
-        ).scalars()
-    )
     rows = conn.execute(
         sa.text(
-            "select c.external_id as customer_ref, s.subscription_id, s.status, s.start_at, s.ended_at, "
-            "s.usage_closed_until, coalesce(array_agg(ch.meter_id) filter (where ch.meter_id is not null), '{}') "
-            "as meter_ids "
-            "from customers c join subscriptions s on s.tenant_id = c.tenant_id and s.customer_id = c.customer_id "
-            "left join charges ch on ch.tenant_id = s.tenant_id and ch.plan_version_id = s.plan_version_id "
-            "where c.tenant_id = :t and c.external_id = any(:refs) "
-            "group by c.external_id, s.tenant_id, s.subscription_id order by s.subscription_id"
+            "select c.external_id, s.subscription_id, s.status, s.start_at, s.ended_at, s.usage_closed_until, "
+            "s.plan_version_id from customers c left join subscriptions s "
+            "on s.tenant_id = c.tenant_id and s.customer_id = c.customer_id "
+            "where c.tenant_id = :t and c.external_id = any(:refs) order by s.subscription_id"
         ),
         {"t": tenant_id, "refs": list(refs)},
     ).all()
-    return known, list(rows)
+    subscribed = [row for row in rows if row.subscription_id is not None]
+    charged = _meters_charged(conn, tenant_id=tenant_id, versions={row.plan_version_id for row in subscribed})
+    return {row.external_id for row in rows}, [
+        CustomerSubscription(
+            row.external_id,
+            row.subscription_id,
+            row.status,
+            row.start_at,
+            row.ended_at,
+            row.usage_closed_until,
+            charged[row.plan_version_id],
+        )
+        for row in subscribed
+    ]
+
+
+def _copy(conn: sa.Connection, statement: str, rows: Iterable[Sequence[Any]]) -> None:
+    """COPY rows into a table within the connection's transaction (text format; jsonb given as text)."""
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, psycopg.Connection)  # noqa: S101 - the only driver we configure
+    with raw.cursor() as cur, cur.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 def claim_ids(
@@ -137,9 +191,27 @@ def claim_ids(
     rejected: Sequence[str | None],
     now: dt.datetime,
 ) -> set[str]:
-    """Record event ids for ever; return those that were new (a repeat of a known id is not)."""
+    """Record event ids for ever; return those that were new (a repeat of a known id is not).
+
+    The common case, all new, is one COPY; if any id is known (a retry, a replay, a concurrent
+    sender of the same ids), the COPY is rolled back and the ids are inserted one by one, the
+    known ones skipped.
+    """
     if not event_ids:
         return set()
+    try:
+        with conn.begin_nested():
+            _copy(
+                conn,
+                "COPY usage_event_ids (tenant_id, event_id, payload_hash, ts, received_at, rejected) FROM STDIN",
+                (
+                    (tenant_id, i, h, ts, now, r)
+                    for i, h, ts, r in zip(event_ids, hashes, instants, rejected, strict=True)
+                ),
+            )
+        return set(event_ids)
+    except psycopg.errors.UniqueViolation:
+        pass  # some ids are known: the savepoint is rolled back, take them one by one
     rows = conn.execute(
         sa.text(
             "insert into usage_event_ids (tenant_id, event_id, payload_hash, ts, received_at, rejected) "
@@ -162,6 +234,8 @@ def claim_ids(
 def known_ids(
     conn: sa.Connection, *, tenant_id: uuid.UUID, event_ids: Sequence[str]
 ) -> dict[str, sa.Row[Any]]:
+    if not event_ids:
+        return {}
     rows = conn.execute(
         sa.text(
             "select event_id, payload_hash, rejected from usage_event_ids where tenant_id = :t and event_id = any(:ids)"
@@ -183,25 +257,19 @@ def insert_events(
     late: Sequence[bool],
     now: dt.datetime,
 ) -> None:
+    """Store attributed events (`properties` as JSON text): one COPY."""
     if not event_ids:
         return
-    conn.execute(
-        sa.text(
-            "insert into usage_events (tenant_id, subscription_id, meter_id, ts, event_id, properties, received_at, late) "
-            "select :t, s, m, ts, i, p, :now, l from unnest(cast(:subs as uuid[]), cast(:meters as uuid[]), "
-            "cast(:ts as timestamptz[]), cast(:ids as text[]), cast(:props as jsonb[]), cast(:late as boolean[])) "
-            "as u(s, m, ts, i, p, l)"
+    _copy(
+        conn,
+        "COPY usage_events (tenant_id, subscription_id, meter_id, ts, event_id, properties, received_at, late) "
+        "FROM STDIN",
+        (
+            (tenant_id, s, m, ts, i, p, now, lt)
+            for s, m, ts, i, p, lt in zip(
+                subscription_ids, meter_ids, instants, event_ids, properties, late, strict=True
+            )
         ),
-        {
-            "t": tenant_id,
-            "subs": list(subscription_ids),
-            "meters": list(meter_ids),
-            "ts": list(instants),
-            "ids": list(event_ids),
-            "props": list(properties),
-            "late": list(late),
-            "now": now,
-        },
     )
 
 
@@ -210,26 +278,25 @@ def insert_quarantine(
 ) -> None:
     if not rows:
         return
-    conn.execute(
-        sa.text(
-            "insert into usage_quarantine (tenant_id, event_id, meter, subscription_ref, customer_ref, ts, properties, "
-            "reason, detail, received_at) "
-            "select :t, i, m, s, c, ts, p, r, d, :now from unnest(cast(:ids as text[]), cast(:meters as text[]), "
-            "cast(:subs as text[]), cast(:custs as text[]), cast(:ts as timestamptz[]), cast(:props as jsonb[]), "
-            "cast(:reasons as text[]), cast(:details as text[])) as u(i, m, s, c, ts, p, r, d)"
+    _copy(
+        conn,
+        "COPY usage_quarantine (tenant_id, event_id, meter, subscription_ref, customer_ref, ts, properties, "
+        "reason, detail, received_at) FROM STDIN",
+        (
+            (
+                tenant_id,
+                r["event_id"],
+                r["meter"],
+                r["subscription_ref"],
+                r["customer_ref"],
+                r["ts"],
+                r["properties"],
+                r["reason"],
+                r["detail"],
+                now,
+            )
+            for r in rows
         ),
-        {
-            "t": tenant_id,
-            "ids": [r["event_id"] for r in rows],
-            "meters": [r["meter"] for r in rows],
-            "subs": [r["subscription_ref"] for r in rows],
-            "custs": [r["customer_ref"] for r in rows],
-            "ts": [r["ts"] for r in rows],
-            "props": [r["properties"] for r in rows],
-            "reasons": [r["reason"] for r in rows],
-            "details": [r["detail"] for r in rows],
-            "now": now,
-        },
     )
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from accrual.domain.usage import Partial, epoch_micros
+from accrual.domain.usage import Partial
 
 # Serializes rollup passes of several workers.
 _ROLLUP_LOCK = 0x55_53_47  # "USG"
@@ -36,9 +36,9 @@ WITH src AS (
 agg AS (
     SELECT tenant_id, subscription_id, meter_id, bucket, group_key, count(*) AS events,
            coalesce(sum(value), 0) AS total, max(value) AS maximum,
-           (array_agg(ts ORDER BY ts DESC, event_id DESC))[1] AS latest_ts,
-           (array_agg(value ORDER BY ts DESC, event_id DESC))[1] AS latest_value,
-           (array_agg(event_id ORDER BY ts DESC, event_id DESC))[1] AS latest_event,
+           (array_agg(ts ORDER BY ts DESC, event_id COLLATE "C" DESC))[1] AS latest_ts,
+           (array_agg(value ORDER BY ts DESC, event_id COLLATE "C" DESC))[1] AS latest_value,
+           (array_agg(event_id ORDER BY ts DESC, event_id COLLATE "C" DESC))[1] AS latest_event,
            coalesce(sum(value * (extract(epoch FROM ts) * 1000000)), 0) AS weighted
       FROM src GROUP BY tenant_id, subscription_id, meter_id, bucket, group_key
 ),
@@ -54,9 +54,11 @@ ON CONFLICT (tenant_id, subscription_id, meter_id, bucket, group_key) DO UPDATE 
     events = r.events + excluded.events,
     total = r.total + excluded.total,
     maximum = greatest(r.maximum, excluded.maximum),
-    latest_value = CASE WHEN (excluded.latest_ts, excluded.latest_event) > (r.latest_ts, r.latest_event)
+    latest_value = CASE WHEN (excluded.latest_ts, excluded.latest_event COLLATE "C")
+                             > (r.latest_ts, r.latest_event COLLATE "C")
                         THEN excluded.latest_value ELSE r.latest_value END,
-    latest_event = CASE WHEN (excluded.latest_ts, excluded.latest_event) > (r.latest_ts, r.latest_event)
+    latest_event = CASE WHEN (excluded.latest_ts, excluded.latest_event COLLATE "C")
+                             > (r.latest_ts, r.latest_event COLLATE "C")
                         THEN excluded.latest_event ELSE r.latest_event END,
     latest_ts = greatest(r.latest_ts, excluded.latest_ts),
     weighted = r.weighted + excluded.weighted
@@ -93,6 +95,23 @@ def roll_up(conn: sa.Connection, *, now: dt.datetime) -> tuple[int, int, int]:
     return (int(lo), hi, int(touched or 0))
 
 
+def summarize_new_pages(conn: sa.Connection) -> int:
+    """Bring the BRIN index on `xact` up to date for pages written since its last summary.
+
+    BRIN treats pages it has not summarized as matching every query, so without this a read's
+    fresh-tail lookup would scan every page written since autovacuum last ran (a minute or
+    more of ingestion); after it, only the pages written since the last rollup pass.
+    """
+    return int(
+        conn.execute(
+            sa.text(
+                "select coalesce(sum(brin_summarize_new_values(i.inhrelid::regclass)), 0) from pg_inherits i "
+                "where i.inhparent = 'ix_usage_events_xact'::regclass"
+            )
+        ).scalar_one()
+    )
+
+
 def watermark(conn: sa.Connection, *, tenant_id: uuid.UUID) -> int:
     value = conn.execute(
         sa.text("select xact_watermark from usage_rollup_state where tenant_id = :t"), {"t": tenant_id}
@@ -109,44 +128,56 @@ class MeterRules:
     group_by: list[str]
 
 
-_RAW = """
-SELECT accrual_usage_group(e.properties, cast(:group_by as text[])) AS group_key,
-       accrual_usage_value(e.properties, cast(:field as text)) AS value,
-       e.ts, e.event_id, e.properties ->> cast(:field as text) AS uvalue
-  FROM usage_events e
- WHERE e.tenant_id = :t AND e.subscription_id = :s AND e.meter_id = :m
-   AND e.ts >= :a AND e.ts < :b
-   AND accrual_usage_matches(e.properties, cast(:filters as jsonb))
-"""
-
-# The fresh tail: rows at or above the watermark, found through the BRIN index on xact first
-# (a materialized CTE), never by walking the whole window.
-_TAIL = """
+# One statement per meter and window, all aggregated in PostgreSQL, per group key:
+# - raw events in the partial hours at the window's edges [a1, b1) and [a2, b2), whatever
+#   their transaction;
+# - the fresh tail: events in the whole hours [fa, fb) at or above the watermark, found through
+#   the BRIN index on xact (the only condition an index can serve: `IS TRUE` keeps the planner
+#   from walking the subscription's whole history in the primary key instead);
+# - the hourly buckets of [fa, fb), which hold exactly the events below the watermark.
+# Ties on `ts` go to the greater event id by code point (COLLATE "C"), as `Partial.combine`
+# orders them.
+_PARTS = """
 WITH recent AS MATERIALIZED (
-    SELECT * FROM usage_events WHERE xact >= :w AND tenant_id = :t
+    SELECT ts, event_id, properties FROM usage_events
+     WHERE xact >= :w AND (tenant_id = :t AND subscription_id = :s AND meter_id = :m) IS TRUE
+),
+raw AS (
+    SELECT ts, event_id, properties FROM usage_events
+     WHERE tenant_id = :t AND subscription_id = :s AND meter_id = :m AND ts >= :a1 AND ts < :b1
+    UNION ALL
+    SELECT ts, event_id, properties FROM usage_events
+     WHERE tenant_id = :t AND subscription_id = :s AND meter_id = :m AND ts >= :a2 AND ts < :b2
+    UNION ALL
+    SELECT ts, event_id, properties FROM recent WHERE ts >= :fa AND ts < :fb
+),
+src AS (
+    SELECT accrual_usage_group(properties, cast(:group_by as text[])) AS group_key,
+           accrual_usage_value(properties, cast(:field as text)) AS value, ts, event_id COLLATE "C" AS event_id,
+           CASE WHEN cast(:unique as boolean) THEN properties ->> cast(:field as text) END AS uvalue
+      FROM raw WHERE accrual_usage_matches(properties, cast(:filters as jsonb))
 )
-SELECT accrual_usage_group(e.properties, cast(:group_by as text[])) AS group_key,
-       accrual_usage_value(e.properties, cast(:field as text)) AS value,
-       e.ts, e.event_id, e.properties ->> cast(:field as text) AS uvalue
-  FROM recent e
- WHERE e.subscription_id = :s AND e.meter_id = :m AND e.ts >= :a AND e.ts < :b
-   AND accrual_usage_matches(e.properties, cast(:filters as jsonb))
-"""
-
-_BUCKETS = """
-SELECT group_key, sum(events) AS events, sum(total) AS total, max(maximum) AS maximum,
-       (array_agg(latest_ts ORDER BY latest_ts DESC, latest_event DESC))[1] AS latest_ts,
-       (array_agg(latest_event ORDER BY latest_ts DESC, latest_event DESC))[1] AS latest_event,
-       (array_agg(latest_value ORDER BY latest_ts DESC, latest_event DESC))[1] AS latest_value,
-       sum(weighted) AS weighted
+SELECT group_key, count(*) AS events, coalesce(sum(value), 0) AS total, max(value) AS maximum,
+       (array_agg(ts ORDER BY ts DESC, event_id DESC))[1] AS latest_ts,
+       (array_agg(event_id ORDER BY ts DESC, event_id DESC))[1] AS latest_event,
+       (array_agg(value ORDER BY ts DESC, event_id DESC))[1] AS latest_value,
+       coalesce(sum(value * (extract(epoch FROM ts) * 1000000)), 0) AS weighted,
+       array_agg(DISTINCT uvalue) FILTER (WHERE uvalue IS NOT NULL) AS distinct_values
+  FROM src GROUP BY group_key
+UNION ALL
+SELECT group_key, sum(events), sum(total), max(maximum),
+       (array_agg(latest_ts ORDER BY latest_ts DESC, latest_event COLLATE "C" DESC))[1],
+       (array_agg(latest_event ORDER BY latest_ts DESC, latest_event COLLATE "C" DESC))[1],
+       (array_agg(latest_value ORDER BY latest_ts DESC, latest_event COLLATE "C" DESC))[1],
+       sum(weighted), NULL
   FROM usage_rollups
- WHERE tenant_id = :t AND subscription_id = :s AND meter_id = :m AND bucket >= :a AND bucket < :b
+ WHERE tenant_id = :t AND subscription_id = :s AND meter_id = :m AND bucket >= :fa AND bucket < :fb
  GROUP BY group_key
 """
 
 _DISTINCT = """
 SELECT DISTINCT group_key, value FROM usage_rollup_values
- WHERE tenant_id = :t AND subscription_id = :s AND meter_id = :m AND bucket >= :a AND bucket < :b
+ WHERE tenant_id = :t AND subscription_id = :s AND meter_id = :m AND bucket >= :fa AND bucket < :fb
 """
 
 
@@ -157,23 +188,6 @@ def _hour_up(instant: dt.datetime) -> dt.datetime:
 
 def _hour_down(instant: dt.datetime) -> dt.datetime:
     return instant.replace(minute=0, second=0, microsecond=0)
-
-
-def _raw_partials(rows: Any, *, unique: bool) -> dict[str, list[Partial]]:
-    parts: dict[str, list[Partial]] = {}
-    for row in rows:
-        value = Decimal(row.value) if row.value is not None else None
-        parts.setdefault(row.group_key, []).append(
-            Partial(
-                events=1,
-                total=value if value is not None else Decimal(0),
-                maximum=value,
-                latest=(row.ts, row.event_id, value),
-                weighted=value * epoch_micros(row.ts) if value is not None else Decimal(0),
-                distinct=frozenset({row.uvalue}) if unique and row.uvalue is not None else frozenset(),
-            )
-        )
-    return parts
 
 
 def window_parts(
@@ -188,6 +202,11 @@ def window_parts(
 ) -> dict[str, list[Partial]]:
     """The partial aggregates, per group key, of the events in `[start, end)`: buckets wholly
     inside, raw events in the partial hours at either edge, and the fresh tail."""
+    full_start, full_end = _hour_up(start), _hour_down(end)
+    if full_start >= full_end:  # within one hour: all raw
+        edges = {"a1": start, "b1": end, "a2": end, "b2": end, "fa": end, "fb": end}
+    else:
+        edges = {"a1": start, "b1": full_start, "a2": full_end, "b2": end, "fa": full_start, "fb": full_end}
     params = {
         "t": tenant_id,
         "s": subscription_id,
@@ -195,27 +214,16 @@ def window_parts(
         "group_by": list(meter.group_by),
         "field": meter.field,
         "filters": json.dumps(meter.filters),
-    }
-    unique = meter.aggregation == "unique_count"
-    parts: dict[str, list[Partial]] = {}
-
-    def add(found: dict[str, list[Partial]]) -> None:
-        for key, items in found.items():
-            parts.setdefault(key, []).extend(items)
-
-    full_start, full_end = _hour_up(start), _hour_down(end)
-    if full_start >= full_end:
-        add(_raw_partials(conn.execute(sa.text(_RAW), params | {"a": start, "b": end}), unique=unique))
-        return parts
-    for a, b in ((start, full_start), (full_end, end)):
-        if a < b:
-            add(_raw_partials(conn.execute(sa.text(_RAW), params | {"a": a, "b": b}), unique=unique))
-    window = {"a": full_start, "b": full_end}
+        "w": watermark,
+        "unique": meter.aggregation == "unique_count",
+    } | edges
     distinct: dict[str, set[str]] = {}
-    if unique:
-        for row in conn.execute(sa.text(_DISTINCT), params | window):
+    if meter.aggregation == "unique_count" and full_start < full_end:
+        for row in conn.execute(sa.text(_DISTINCT), params):
             distinct.setdefault(row.group_key, set()).add(row.value)
-    for row in conn.execute(sa.text(_BUCKETS), params | window):
+    parts: dict[str, list[Partial]] = {}
+    for row in conn.execute(sa.text(_PARTS), params):
+        values = distinct.get(row.group_key, set()) if row.distinct_values is None else row.distinct_values
         parts.setdefault(row.group_key, []).append(
             Partial(
                 events=int(row.events),
@@ -229,8 +237,7 @@ def window_parts(
                 if row.latest_ts is not None
                 else None,
                 weighted=Decimal(row.weighted),
-                distinct=frozenset(distinct.get(row.group_key, ())),
+                distinct=frozenset(values),
             )
         )
-    add(_raw_partials(conn.execute(sa.text(_TAIL), params | window | {"w": watermark}), unique=unique))
     return parts

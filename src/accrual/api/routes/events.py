@@ -136,7 +136,7 @@ def send_events(request: Request, ctx: Ingester) -> Response:
 
 def _answer(results: list[ingest.Result], *, batch: bool) -> bytes:
     if not batch:
-        return _JSON.encode(results[0].as_dict())
+        return _JSON.encode(results[0])
     counts = dict.fromkeys(ingest.Outcome, 0)
     quarantined = 0
     for result in results:
@@ -149,7 +149,7 @@ def _answer(results: list[ingest.Result], *, batch: bool) -> bytes:
             "duplicates": counts[ingest.Outcome.DUPLICATE],
             "rejected": counts[ingest.Outcome.REJECTED],
             "quarantined": quarantined,
-            "results": [r.as_dict() for r in results],
+            "results": results,
         }
     )
 

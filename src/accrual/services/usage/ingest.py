@@ -11,15 +11,15 @@ tenant's `late_events: reject` policy.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import enum
 import re
 import uuid
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
+import msgspec
 import sqlalchemy as sa
 from prometheus_client import Counter, Histogram
 
@@ -45,27 +45,17 @@ class Outcome(enum.StrEnum):
     REJECTED = "rejected"  # refused: a conflicting payload for a known id, or late under `reject`
 
 
-@dataclasses.dataclass(frozen=True)
-class Result:
-    event_id: str
-    outcome: Outcome
+class Result(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One event's outcome; encodes as the API answers it (`{"id": ..., "status": ...}`)."""
+
+    event_id: str = msgspec.field(name="id")
+    outcome: Outcome = msgspec.field(name="status")
     quarantined: str | None = None  # the reason, for an accepted event held in quarantine
     late: bool = False
     error: str | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"id": self.event_id, "status": self.outcome.value}
-        if self.quarantined:
-            body["quarantined"] = self.quarantined
-        if self.late:
-            body["late"] = True
-        if self.error:
-            body["error"] = self.error
-        return body
 
-
-@dataclasses.dataclass(frozen=True)
-class _Attribution:
+class _Attribution(NamedTuple):
     subscription_id: uuid.UUID | None
     meter_id: uuid.UUID | None
     reason: str | None
@@ -92,6 +82,11 @@ def _value_problem(meter: sa.Row[Any], event: IncomingEvent) -> str | None:
     return None
 
 
+def _live(sub: Any, ts: dt.datetime) -> bool:
+    """Whether the subscription was live at `ts` (the quick check; `_within` says why not)."""
+    return sub.start_at <= ts and sub.status != "pending" and (sub.ended_at is None or ts < sub.ended_at)
+
+
 def _within(sub: Any, ts: dt.datetime) -> tuple[str | None, str]:
     if ts < sub.start_at or sub.status == "pending":
         return "before_start", f"the subscription starts {sub.start_at.isoformat()}"
@@ -115,6 +110,15 @@ class _Resolver:
         self.by_customer: dict[str, list[Any]] = {}
         for row in rows:
             self.by_customer.setdefault(row.customer_ref, []).append(row)
+        self._counted: dict[tuple[uuid.UUID, uuid.UUID], _Attribution] = {}
+
+    def _to(self, subscription_id: uuid.UUID, meter_id: uuid.UUID) -> _Attribution:
+        """The (shared, immutable) attribution of an event counted for this subscription and meter."""
+        key = (subscription_id, meter_id)
+        found = self._counted.get(key)
+        if found is None:
+            found = self._counted[key] = _Attribution(subscription_id, meter_id, None, "", late=False)
+        return found
 
     def candidate(self, event: IncomingEvent) -> _Attribution:  # noqa: PLR0911 - one return per reason
         """The subscription the event belongs to, or the reason it cannot be counted (yet)."""
@@ -129,7 +133,7 @@ class _Resolver:
             if sub is None:
                 detail = f"there is no subscription {event.subscription!r}"
                 return _Attribution(None, meter.meter_id, "unknown_subscription", detail, late=False)
-            return _Attribution(sub.subscription_id, meter.meter_id, None, "", late=False)
+            return self._to(sub.subscription_id, meter.meter_id)
         assert event.customer is not None  # noqa: S101 - the intake checked one of the two is named
         if event.customer not in self.customers:
             return _Attribution(
@@ -139,7 +143,7 @@ class _Resolver:
                 f"there is no customer {event.customer!r}",
                 late=False,
             )
-        live = [s for s in self.by_customer.get(event.customer, []) if _within(s, event.ts)[0] is None]
+        live = [s for s in self.by_customer.get(event.customer, ()) if _live(s, event.ts)]
         charging = [s for s in live if meter.meter_id in s.meter_ids] or live
         if not charging:
             detail = f"customer {event.customer!r} has no subscription at {event.ts.isoformat()}"
@@ -147,7 +151,7 @@ class _Resolver:
         if len(charging) > 1:
             detail = f"customer {event.customer!r} has {len(charging)} subscriptions for meter {event.meter}"
             return _Attribution(None, meter.meter_id, "ambiguous_subscription", detail, late=False)
-        return _Attribution(charging[0].subscription_id, meter.meter_id, None, "", late=False)
+        return self._to(charging[0].subscription_id, meter.meter_id)
 
 
 def _settle(candidate: _Attribution, event: IncomingEvent, locked: dict[uuid.UUID, Any]) -> _Attribution:
@@ -155,11 +159,12 @@ def _settle(candidate: _Attribution, event: IncomingEvent, locked: dict[uuid.UUI
     if candidate.subscription_id is None:
         return candidate
     sub = locked[candidate.subscription_id]
-    reason, detail = _within(sub, event.ts)
-    if reason is not None:
+    if not _live(sub, event.ts):
+        reason, detail = _within(sub, event.ts)
         return _Attribution(None, candidate.meter_id, reason, detail, late=False)
-    late = sub.usage_closed_until is not None and event.ts < sub.usage_closed_until
-    return dataclasses.replace(candidate, late=late)
+    if sub.usage_closed_until is not None and event.ts < sub.usage_closed_until:
+        return candidate._replace(late=True)
+    return candidate
 
 
 def attribute(
@@ -181,8 +186,12 @@ def ingest(
     with BATCH_SECONDS.time():
         store.ensure_partitions(db, (e.ts for e in events))
         results = _ingest(db, tenant_id=tenant_id, events=events, now=now)
+    tally = dict.fromkeys(Outcome, 0)
     for result in results:
-        EVENTS.labels(result.outcome.value).inc()
+        tally[result.outcome] += 1
+    for outcome, count in tally.items():
+        if count:
+            EVENTS.labels(outcome.value).inc(count)
     return results
 
 

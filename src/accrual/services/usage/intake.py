@@ -95,6 +95,7 @@ class IncomingEvent:
 
 _ENCODER = msgspec.json.Encoder(decimal_format="number", order="sorted")
 _ANY = msgspec.json.Decoder(Any, float_hook=decimal.Decimal)
+_EVENTS = msgspec.json.Decoder(list[Event] | Event, float_hook=decimal.Decimal)
 
 
 def _instant(value: str, *, field: str, bad: list[BadEvent], index: int) -> dt.datetime | None:
@@ -128,11 +129,11 @@ def _check(
     )
     if len(bad) > before or ts is None:
         return None
-    properties_json = _ENCODER.encode(event.properties).decode()
+    properties_json = _ENCODER.encode(event.properties)
     digest = hashlib.blake2b(
-        _ENCODER.encode([event.meter, event.subscription, event.customer, ts.isoformat(), event.properties]),
-        digest_size=16,
-    ).digest()
+        _ENCODER.encode([event.meter, event.subscription, event.customer, ts.isoformat()]), digest_size=16
+    )
+    digest.update(properties_json)
     return IncomingEvent(
         event_id=event.id,
         meter=event.meter,
@@ -140,8 +141,8 @@ def _check(
         customer=event.customer,
         ts=ts,
         properties=event.properties,
-        properties_json=properties_json,
-        payload_hash=digest,
+        properties_json=properties_json.decode(),
+        payload_hash=digest.digest(),
     )
 
 
@@ -164,16 +165,23 @@ def _structure_errors(raw: Any, *, index: int, prefix: str, bad: list[BadEvent])
         return None
 
 
-def _checked(items: Sequence[Any], *, now: dt.datetime, batch: bool) -> list[IncomingEvent]:
-    if len(items) > MAX_BATCH:
-        raise InvalidInput(f"a batch holds at most {MAX_BATCH} events, this one {len(items)}", field="/")
-    if not items:
+def _size(count: int) -> None:
+    if count > MAX_BATCH:
+        raise InvalidInput(f"a batch holds at most {MAX_BATCH} events, this one {count}", field="/")
+    if not count:
         raise InvalidInput("the batch holds no event", field="/")
+
+
+def _checked(items: Sequence[Any], *, now: dt.datetime, batch: bool) -> list[IncomingEvent]:
+    """Check every item (an `Event`, or anything decoded to be converted to one); name every fault."""
+    _size(len(items))
     bad: list[BadEvent] = []
     checked = []
-    for index, raw in enumerate(items):
+    for index, item in enumerate(items):
         prefix = f"/{index}" if batch else ""
-        event = _structure_errors(raw, index=index, prefix=prefix, bad=bad)
+        event = (
+            item if isinstance(item, Event) else _structure_errors(item, index=index, prefix=prefix, bad=bad)
+        )
         if event is not None:
             incoming = _check(event, index=index, prefix=prefix, now=now, bad=bad)
             if incoming is not None:
@@ -193,7 +201,20 @@ def _decode(body: bytes) -> Any:
 
 
 def parse_json(body: bytes, *, now: dt.datetime) -> tuple[list[IncomingEvent], bool]:
-    """Events from a JSON body: one event object, or a list of them. Returns (events, was_batch)."""
+    """Events from a JSON body: one event object, or a list of them. Returns (events, was_batch).
+
+    Well-formed bodies, the usual case, are decoded straight into events; a body with any
+    structural fault is decoded again, loosely, to name every fault.
+    """
+    if len(body) <= MAX_BYTES:
+        try:
+            typed = _EVENTS.decode(body)
+        except msgspec.DecodeError:
+            pass
+        else:
+            if isinstance(typed, Event):
+                return _checked([typed], now=now, batch=False), False
+            return _checked(typed, now=now, batch=True), True
     decoded = _decode(body)
     if isinstance(decoded, list):
         return _checked(decoded, now=now, batch=True), True

@@ -20,6 +20,8 @@ def roll_up(db: Database, *, now: dt.datetime) -> int:
     """One rollup pass; returns how many rollup rows it wrote."""
     with db.transaction() as conn:
         low, high, touched = usage_rollups.roll_up(conn, now=now)
+    with db.transaction() as conn:
+        usage_rollups.summarize_new_pages(conn)
     ROLLUP_ROWS.inc(touched)
     ROLLUP_LAG.set(high - low)
     return touched
