@@ -7,21 +7,21 @@ tenants), against a baseline measured in the same run: the same two rows inserte
 INSERTs into tables without triggers, locks or hashing.
 
 Run: .venv/bin/python bench/audit_append.py [--n 2000]
-Uses ACCRUAL_BENCH_DATABASE_URL (a server; a database `accrual_bench` is created there),
+Uses ACCRUAL_BENCH_DATABASE_URL or ACCRUAL_DATABASE_URL (a server;
+a database `accrual_bench` is created there),
 otherwise an embedded PostgreSQL under .accrual/bench-pgdata.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import hashlib
-import os
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -29,10 +29,9 @@ from accrual.services import tenants
 from accrual.services.unit_of_work import Actor, unit_of_work
 from accrual.store import migrate
 from accrual.store.database import Database
-from accrual.store.embedded import EmbeddedPostgres, create_database
+from support import bench_database
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def rate(n: int, work: Callable[[int], None], threads: int = 1) -> float:
@@ -53,12 +52,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000, help="units of work per measurement")
     args = parser.parse_args()
 
-    embedded = None
-    server = os.environ.get("ACCRUAL_BENCH_DATABASE_URL")
-    if server is None:
-        embedded = EmbeddedPostgres(ROOT / ".accrual" / "bench-pgdata")
-        server = embedded.start()
-    db = Database(create_database(server, "accrual_bench", drop_existing=True), pool_size=8)
+    stack = contextlib.ExitStack()
+    db = Database(stack.enter_context(bench_database("accrual_bench")), pool_size=8)
     try:
         migrate.upgrade(db)
         with db.transaction() as conn:
@@ -111,8 +106,7 @@ def main() -> None:
         )
     finally:
         db.dispose()
-        if embedded is not None:
-            embedded.stop()
+        stack.close()
 
 
 if __name__ == "__main__":

@@ -7,17 +7,17 @@ same run, is the same number of bare transactions that each lock a subscription 
 update it, so the ratio shows what the lifecycle's bookkeeping costs.
 
 Run: .venv/bin/python bench/clock_advance.py [--subscriptions 1000] [--days 365]
-Uses ACCRUAL_BENCH_DATABASE_URL (a server; database `accrual_bench` is created there),
+Uses ACCRUAL_BENCH_DATABASE_URL or ACCRUAL_DATABASE_URL (a server;
+database `accrual_bench` is created there),
 otherwise an embedded PostgreSQL under .accrual/bench-pgdata.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
-import os
 import time
-from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -26,9 +26,8 @@ from accrual.services.registry import default_registry
 from accrual.services.unit_of_work import Actor
 from accrual.store import migrate
 from accrual.store.database import Database
-from accrual.store.embedded import EmbeddedPostgres, create_database
+from support import bench_database
 
-ROOT = Path(__file__).resolve().parent.parent
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 ACTOR = Actor.system("bench")
 CATALOG = {
@@ -66,12 +65,8 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=365)
     args = parser.parse_args()
 
-    embedded = None
-    server = os.environ.get("ACCRUAL_BENCH_DATABASE_URL")
-    if server is None:
-        embedded = EmbeddedPostgres(ROOT / ".accrual" / "bench-pgdata")
-        server = embedded.start()
-    db = Database(create_database(server, "accrual_bench", drop_existing=True), pool_size=4)
+    stack = contextlib.ExitStack()
+    db = Database(stack.enter_context(bench_database("accrual_bench")), pool_size=4)
     try:
         migrate.upgrade(db)
         tid = tenants.create_tenant(db, name="bench", timezone="UTC", actor=ACTOR, now=T0).tenant.tenant_id
@@ -149,8 +144,7 @@ def main() -> None:
         )
     finally:
         db.dispose()
-        if embedded is not None:
-            embedded.stop()
+        stack.close()
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ and events, with the same indexes) in transactions of one batch each, over as ma
 connections: what the disk and PostgreSQL can do with no HTTP, parsing or attribution.
 
 Run: .venv/bin/python bench/ingest.py [--events 300000] [--batch 1000] [--connections 4] [--workers 2]
-Uses ACCRUAL_BENCH_DATABASE_URL (a server; database `accrual_bench_ingest` is created there),
+Uses ACCRUAL_BENCH_DATABASE_URL or ACCRUAL_DATABASE_URL (a server;
+database `accrual_bench_ingest` is created there),
 otherwise an embedded PostgreSQL under .accrual/bench-pgdata. Prints one line to compare:
 `ingest events_per_s=... copy_rows_per_s=... ratio=... bytes_per_event=...`.
 """

@@ -26,9 +26,10 @@ ACTOR = Actor.system("bench")
 
 @contextlib.contextmanager
 def bench_database(name: str) -> Iterator[str]:
-    """A new, empty database `name`: on the server ACCRUAL_BENCH_DATABASE_URL names, or on an
-    embedded PostgreSQL under .accrual/bench-pgdata (started here, stopped after)."""
-    server = os.environ.get("ACCRUAL_BENCH_DATABASE_URL")
+    """A new, empty database `name`: on the server ACCRUAL_BENCH_DATABASE_URL (or else
+    ACCRUAL_DATABASE_URL) names, or on an embedded PostgreSQL under .accrual/bench-pgdata
+    (started here, stopped after)."""
+    server = os.environ.get("ACCRUAL_BENCH_DATABASE_URL") or os.environ.get("ACCRUAL_DATABASE_URL")
     embedded = None
     if server is None:
         embedded = EmbeddedPostgres(ROOT / ".accrual" / "bench-pgdata")

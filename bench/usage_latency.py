@@ -1,21 +1,23 @@
 """Benchmark: usage-to-visibility latency under sustained load, and current usage over 10M events.
 
-The setup stores `--preload` events (10 million by default) for 20 subscriptions over their
-current period, straight into the events table by SQL (this is setup, not what is measured),
-and lets a rollup pass fold them. Then a real server (`accrual serve --workers 2`, worker loop
+The setup stores `--preload` events (10 million by default) for one subscription, spread over
+the 20 days of its current period so far (which starts at an arbitrary instant, not on the
+hour), straight into the events table by SQL (this is setup, not what is measured), and lets
+a rollup pass fold them. Then a real server (`accrual serve --workers 2`, worker loop
 included) takes a steady load (`--rate` events/s, 10,000 by default, in batches, from another
 process) while this process measures, for `--seconds`:
 
 - latency: a probe event is sent every 100 ms to its own subscription; from its 2xx to the
   first read of that subscription's current usage that counts it;
-- current usage: reads of the preloaded subscriptions' current usage (500,000 events each,
-  two meters, one split by a property), while they keep receiving events.
+- current usage: reads of the preloaded subscription's current usage (two meters, one split
+  by a property into three groups), while it keeps receiving events with the rest.
 
-Baseline, in the same run: the bare SQL sum of one preloaded subscription's events for its
-period (what a read without rollups would cost).
+Baseline, in the same run: a bare SQL count of the preloaded subscription's events (what a
+read without rollups would cost at least).
 
 Run: .venv/bin/python bench/usage_latency.py [--preload 10000000] [--rate 10000] [--seconds 30]
-Uses ACCRUAL_BENCH_DATABASE_URL (a server; database `accrual_bench_latency` is created there),
+Uses ACCRUAL_BENCH_DATABASE_URL or ACCRUAL_DATABASE_URL (a server; database
+`accrual_bench_latency` is created there),
 otherwise an embedded PostgreSQL under .accrual/bench-pgdata. Ends with one line to compare:
 `usage_latency rate=... p50_ms=... p95_ms=... p99_ms=... current_usage_p99_ms=...`.
 """
@@ -60,7 +62,7 @@ CATALOG = {
         }
     ],
 }
-BIG = 20  # preloaded subscriptions
+BIG = 1  # preloaded subscriptions
 LOAD = 200  # further subscriptions that only take the steady load
 BATCH = 500
 
@@ -254,7 +256,7 @@ def main() -> None:
             now = dt.datetime.now(dt.UTC)
             tid, secret, big, probe = setup(db, now, args.preload)
 
-            # Baseline: the bare count of one preloaded subscription's events, without rollups.
+            # Baseline: a bare count of the preloaded subscription's events, without rollups.
             with db.connect() as conn:
                 started = time.perf_counter()
                 conn.execute(
@@ -297,7 +299,7 @@ def main() -> None:
         f"load: {stored:,} events stored in {elapsed.value:.1f} s; "
         f"{len(latencies)} probes; {len(reads)} current-usage reads"
     )
-    print(f"baseline: bare count of one subscription's {args.preload // BIG:,} events: {scan_ms:.0f} ms")
+    print(f"baseline: bare count of the subscription's {args.preload // BIG:,} events: {scan_ms:.0f} ms")
     print(
         f"usage_latency rate={rate:.0f} p50_ms={percentile(latencies, 50):.1f} "
         f"p95_ms={percentile(latencies, 95):.1f} p99_ms={percentile(latencies, 99):.1f} "

@@ -34,6 +34,9 @@ def events_list(
     tenant: TenantOption,
     subscription: Annotated[str | None, typer.Option(help="Subscription id.")] = None,
     meter: Annotated[str | None, typer.Option()] = None,
+    late: Annotated[
+        bool | None, typer.Option("--late/--on-time", help="Only late events, or only on time.")
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=100)] = 20,
     as_json: JsonFlag = False,
 ) -> None:
@@ -50,6 +53,7 @@ def events_list(
             end=None,
             cursor=None,
             limit=limit,
+            late=late,
         )
     if as_json:
         print_json([{"id": e.event_id, "meter": e.meter, "timestamp": e.ts, "late": e.late} for e in items])

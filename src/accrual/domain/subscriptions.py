@@ -295,6 +295,18 @@ def _anchor_for(mode: BillingMode, interval: BillingInterval, start: dt.datetime
     return start
 
 
+def usage_grid_offset(state: State) -> dt.timedelta:
+    """Where in the (UTC) hour the subscription's billing boundaries fall.
+
+    Its usage is rolled up in hours that start there, so a billing period's usage is whole
+    buckets, with no partial hour at either end to read raw. Anniversary boundaries repeat the
+    anchor's minute and second; calendar ones fall at local midnight.
+    """
+    anchor = state.anchor or _anchor_for(state.billing, state.terms.interval, state.start, tz=state.tz)
+    utc = anchor.astimezone(dt.UTC)
+    return utc - utc.replace(minute=0, second=0, microsecond=0)
+
+
 def _period_from(anchor: dt.datetime, interval: BillingInterval, at: dt.datetime, *, tz: str) -> Period:
     """The billing period containing `at`, starting no earlier than `at` (a first period may be partial)."""
     full = periods.period_at(anchor, interval, at, tz=tz)

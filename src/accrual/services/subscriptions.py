@@ -628,6 +628,8 @@ def create_subscription(
                 "billing": billing.value,
                 "trial_end_behavior": behavior.value,
                 **_state_values(step.state),
+                "usage_grid_offset_us": subscriptions.usage_grid_offset(step.state)
+                // dt.timedelta(microseconds=1),
                 "coupon_id": coupon_id,
                 "metadata": dict(metadata),
                 "test_clock_id": customer.test_clock_id,

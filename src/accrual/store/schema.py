@@ -400,9 +400,15 @@ subscriptions = sa.Table(
     sa.Column("lock_version", sa.Integer, nullable=False),
     # Usage before this instant has been handed to billing; later arrivals for it are late.
     sa.Column("usage_closed_until", TIMESTAMP, nullable=True),
+    # Where in the hour its billing boundaries fall; its usage rollups are hours starting there.
+    sa.Column("usage_grid_offset_us", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("created_at", TIMESTAMP, nullable=False),
     sa.Column("updated_at", TIMESTAMP, nullable=False),
     sa.PrimaryKeyConstraint("tenant_id", "subscription_id", name="pk_subscriptions"),
+    sa.CheckConstraint(
+        "usage_grid_offset_us >= 0 and usage_grid_offset_us < 3600000000",
+        name="usage_grid_offset_within_an_hour",
+    ),
     sa.UniqueConstraint("tenant_id", "external_id", name="uq_subscriptions_tenant_id_external_id"),
     _fk("subscriptions", ["customer_id"], "customers", ["customer_id"], "fk_subscriptions_customer"),
     _fk("subscriptions", ["plan_id"], "plans", ["plan_id"], "fk_subscriptions_plan"),

@@ -25,12 +25,15 @@ _ROLLUP_LOCK = 0x55_53_47  # "USG"
 
 ROLLUP = """
 WITH src AS (
-    SELECT e.tenant_id, e.subscription_id, e.meter_id, date_trunc('hour', e.ts) AS bucket,
+    SELECT e.tenant_id, e.subscription_id, e.meter_id,
+           date_bin('1 hour', e.ts, timestamptz '2000-01-01 00:00:00+00'
+                                    + s.usage_grid_offset_us * interval '1 microsecond') AS bucket,
            accrual_usage_group(e.properties, m.group_by) AS group_key,
            accrual_usage_value(e.properties, m.field) AS value, e.ts, e.event_id,
            CASE WHEN m.aggregation = 'unique_count' THEN e.properties ->> m.field END AS uvalue
       FROM usage_events e
       JOIN meters m ON m.tenant_id = e.tenant_id AND m.meter_id = e.meter_id
+      JOIN subscriptions s ON s.tenant_id = e.tenant_id AND s.subscription_id = e.subscription_id
      WHERE e.xact >= :lo AND e.xact < :hi AND accrual_usage_matches(e.properties, m.filters)
 ),
 agg AS (
@@ -181,13 +184,28 @@ SELECT DISTINCT group_key, value FROM usage_rollup_values
 """
 
 
-def _hour_up(instant: dt.datetime) -> dt.datetime:
-    down = instant.replace(minute=0, second=0, microsecond=0)
-    return down if down == instant else down + dt.timedelta(hours=1)
+_HOUR = dt.timedelta(hours=1)
 
 
-def _hour_down(instant: dt.datetime) -> dt.datetime:
-    return instant.replace(minute=0, second=0, microsecond=0)
+def grid_down(instant: dt.datetime, offset: dt.timedelta) -> dt.datetime:
+    """The start of the bucket holding `instant`, on an hourly grid starting `offset` into each hour."""
+    shifted = (instant - offset).astimezone(dt.UTC)
+    return shifted.replace(minute=0, second=0, microsecond=0) + offset
+
+
+def grid_up(instant: dt.datetime, offset: dt.timedelta) -> dt.datetime:
+    down = grid_down(instant, offset)
+    return down if down == instant else down + _HOUR
+
+
+def grid_offset(conn: sa.Connection, *, tenant_id: uuid.UUID, subscription_id: uuid.UUID) -> dt.timedelta:
+    micros = conn.execute(
+        sa.text(
+            "select usage_grid_offset_us from subscriptions where tenant_id = :t and subscription_id = :s"
+        ),
+        {"t": tenant_id, "s": subscription_id},
+    ).scalar_one()
+    return dt.timedelta(microseconds=int(micros))
 
 
 def window_parts(
@@ -199,10 +217,12 @@ def window_parts(
     start: dt.datetime,
     end: dt.datetime,
     watermark: int,
+    grid: dt.timedelta,
 ) -> dict[str, list[Partial]]:
     """The partial aggregates, per group key, of the events in `[start, end)`: buckets wholly
-    inside, raw events in the partial hours at either edge, and the fresh tail."""
-    full_start, full_end = _hour_up(start), _hour_down(end)
+    inside (on the subscription's hourly `grid`), raw events in the partial hours at either edge,
+    and the fresh tail."""
+    full_start, full_end = grid_up(start, grid), grid_down(end, grid)
     if full_start >= full_end:  # within one hour: all raw
         edges = {"a1": start, "b1": end, "a2": end, "b2": end, "fa": end, "fb": end}
     else:

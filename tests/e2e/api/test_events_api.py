@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from accrual.services.tenants import CreatedTenant
@@ -178,3 +179,29 @@ def _json(value: Any) -> bytes:
     import json
 
     return json.dumps(value).encode()
+
+
+def test_events_list_filters_late_ones(client: TestClient, h: dict[str, str], db: Database) -> None:
+    assert client.post("/v1/events", json=[_event(1)], headers=h).json()["accepted"] == 1
+    # Billing closes usage up to an instant (invoicing does this); what arrives for before it is late.
+    with db.transaction() as conn:
+        conn.execute(
+            sa.text(
+                "update subscriptions set usage_closed_until = '2026-01-10T00:00:00Z' "
+                "where external_id = 'sub_1'"
+            )
+        )
+    late = client.post("/v1/events", json=[_event(2, timestamp="2026-01-06T00:00:00Z")], headers=h).json()
+    assert late["results"] == [{"id": "e2", "status": "accepted", "late": True}]
+    on_time = client.post("/v1/events", json=[_event(3, timestamp="2026-01-11T00:00:00Z")], headers=h).json()
+    assert on_time["results"] == [{"id": "e3", "status": "accepted"}]
+
+    def ids(query: str) -> list[str]:
+        response = client.get(f"/v1/events?subscription=sub_1{query}", headers=h)
+        assert response.status_code == 200, response.text
+        return [e["id"] for e in response.json()["data"]]
+
+    assert ids("") == ["e3", "e2", "e1"]
+    assert ids("&status=late") == ["e2"]
+    assert ids("&status=on_time") == ["e3", "e1"]
+    assert_problem(client.get("/v1/events?status=lost", headers=h), 422, parameter="status")

@@ -267,3 +267,33 @@ def test_decimal_quantities_are_refused() -> None:
             start=at(2026, 1, 1),
             now=at(2026, 1, 1),
         )
+
+
+@pytest.mark.parametrize(
+    ("when", "billing", "tz", "offset"),
+    [
+        # Anniversary boundaries repeat the start's minute and second.
+        (
+            dt.datetime(2026, 3, 5, 8, 37, 12, 500_000, tzinfo=UTC),
+            BillingMode.ANNIVERSARY,
+            "UTC",
+            dt.timedelta(minutes=37, seconds=12.5),
+        ),
+        # Calendar ones fall at local midnight: on the hour in Paris, half past in India, :45 in Nepal.
+        (at(2026, 3, 5, 8, 37), BillingMode.CALENDAR, "Europe/Paris", dt.timedelta(0)),
+        (at(2026, 3, 5, 8, 37), BillingMode.CALENDAR, "Asia/Kolkata", dt.timedelta(minutes=30)),
+        (at(2026, 3, 5, 8, 37), BillingMode.CALENDAR, "Asia/Kathmandu", dt.timedelta(minutes=15)),
+    ],
+)
+def test_usage_grid_offset_is_where_billing_boundaries_fall_in_the_hour(
+    when: dt.datetime, billing: BillingMode, tz: str, offset: dt.timedelta
+) -> None:
+    step = start(terms("p", ("base", "10", "in_advance")), when, billing=billing, tz=tz)
+    assert subs.usage_grid_offset(step.state) == offset
+    period = step.state.period
+    assert period is not None
+    later = subs.usage_grid_offset(step.state)
+    for boundary in (period.start, period.end):
+        if boundary != when:  # a first, partial period starts at the start itself
+            assert (boundary - later).astimezone(UTC).minute == 0
+            assert (boundary - later).astimezone(UTC).second == 0

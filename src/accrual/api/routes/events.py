@@ -198,6 +198,10 @@ def list_events(
     meter: str | None = None,
     start: Annotated[dt.datetime | None, Query(alias="from")] = None,
     end: Annotated[dt.datetime | None, Query(alias="to")] = None,
+    status: Annotated[
+        Literal["on_time", "late"] | None,
+        Query(description="`late`: arrived after their period was invoiced (billed on the next invoice)."),
+    ] = None,
     cursor: str | None = None,
     limit: Limit = DEFAULT_LIMIT,
 ) -> Response:
@@ -216,6 +220,7 @@ def list_events(
         end=end,
         cursor=_cursor(cursor),
         limit=limit,
+        late=None if status is None else status == "late",
     )
     body = EventList(
         data=[

@@ -54,6 +54,7 @@ def window_quantities(
     sum, which counts every earlier event).
     """
     watermark = rollups.watermark(conn, tenant_id=tenant_id)
+    grid = rollups.grid_offset(conn, tenant_id=tenant_id, subscription_id=subscription_id)
     rules = _rules(meter)
 
     def parts(start: dt.datetime, end: dt.datetime) -> dict[str, usage.Partial]:
@@ -65,6 +66,7 @@ def window_quantities(
             start=start,
             end=end,
             watermark=watermark,
+            grid=grid,
         )
         merged: dict[str, usage.Partial] = {}
         for key, items in found.items():
@@ -299,14 +301,17 @@ def list_events(
     end: dt.datetime | None,
     cursor: tuple[dt.datetime, str] | None,
     limit: int,
+    late: bool | None = None,
 ) -> tuple[list[StoredEvent], tuple[dt.datetime, str] | None]:
-    """Counted events, newest first (by timestamp), with a (timestamp, id) cursor."""
+    """Counted events, newest first (by timestamp), with a (timestamp, id) cursor; `late` keeps
+    only the late ones (True) or those on time (False)."""
     conditions = ["e.tenant_id = :t"]
     params: dict[str, object] = {"t": tenant_id, "limit": limit + 1}
     for column, value in (
         ("e.subscription_id", subscription_id),
         ("s.customer_id", customer_id),
         ("m.code", meter),
+        ("e.late", late),
     ):
         if value is not None:
             key = column.replace(".", "_")

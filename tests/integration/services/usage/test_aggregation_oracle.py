@@ -52,7 +52,7 @@ METER = st.sampled_from(
 counter = iter(range(10**9))
 
 
-def _world(db: Database, meter_spec: dict[str, Any]) -> tuple[Any, Any, MeterView]:
+def _world(db: Database, meter_spec: dict[str, Any], start: dt.datetime = T0) -> tuple[Any, Any, MeterView]:
     tid = tenants.create_tenant(db, name="oracle", timezone="UTC", actor=ACTOR, now=T0).tenant.tenant_id
     catalog.apply_catalog(
         db,
@@ -80,7 +80,7 @@ def _world(db: Database, meter_spec: dict[str, Any]) -> tuple[Any, Any, MeterVie
         now=T0,
     )
     sub = subscriptions.create_subscription(
-        db, tenant_id=tid, spec={"customer": "c", "plan": "p", "external_id": "s"}, actor=ACTOR, now=T0
+        db, tenant_id=tid, spec={"customer": "c", "plan": "p", "external_id": "s"}, actor=ACTOR, now=start
     )
     meter = catalog.get_meter(db, tenant_id=tid, code="m")
     return tid, sub.subscription_id, meter
@@ -92,6 +92,10 @@ def _world(db: Database, meter_spec: dict[str, Any]) -> tuple[Any, Any, MeterVie
     events=st.lists(EVENT, min_size=0, max_size=40),
     roll_after=st.integers(0, 40),
     window=st.tuples(st.integers(0, 31 * 24 * 60), st.integers(0, 31 * 24 * 60)),
+    # Where the subscription starts in the hour: its rollups are hours starting there.
+    offset=st.sampled_from(
+        [dt.timedelta(0), dt.timedelta(minutes=37, seconds=12.5), dt.timedelta(seconds=3599)]
+    ),
 )
 def test_quantities_match_the_oracle(
     db: Database,
@@ -99,14 +103,16 @@ def test_quantities_match_the_oracle(
     events: list[dict[str, Any]],
     roll_after: int,
     window: tuple[int, int],
+    offset: dt.timedelta,
 ) -> None:
-    tid, sid, meter = _world(db, meter_spec)
+    start = T0 + offset
+    tid, sid, meter = _world(db, meter_spec, start)
     raw = [
         {
             "id": f"o{next(counter)}",
             "subscription": "s",
             "meter": "m",
-            "timestamp": (T0 + dt.timedelta(minutes=e["minute"], seconds=e["second"])).isoformat(),
+            "timestamp": (start + dt.timedelta(minutes=e["minute"], seconds=e["second"])).isoformat(),
             "properties": {"value": e["value"], "region": e["region"], "plan": e["plan"], "user": e["user"]},
         }
         for e in events
@@ -118,11 +124,11 @@ def test_quantities_match_the_oracle(
         if chunk is raw[:roll_after]:
             maintenance.roll_up(db, now=T0)
     low, high = sorted(window)
-    period = Period(T0, T0 + dt.timedelta(days=31))
-    win = Period(T0 + dt.timedelta(minutes=low), T0 + dt.timedelta(minutes=high, seconds=1))
+    period = Period(start, start + dt.timedelta(days=31))
+    win = Period(start + dt.timedelta(minutes=low), start + dt.timedelta(minutes=high, seconds=1))
     with db.snapshot() as conn:
         got = reads.window_quantities(
-            conn, tenant_id=tid, subscription_id=sid, meter=meter, window=win, period=period, since=T0
+            conn, tenant_id=tid, subscription_id=sid, meter=meter, window=win, period=period, since=start
         )
     parsed = intake.parse_events(raw, now=T0) if raw else []
     expected = usage.aggregate_events(
@@ -217,3 +223,39 @@ def test_a_rollup_pass_leaves_no_page_unsummarized(db: Database) -> None:
             )
         ).scalar_one()
     assert left == 0
+
+
+def test_a_period_starting_mid_hour_is_read_from_whole_buckets(db: Database) -> None:
+    """A subscription starting at 00:37:12.5 rolls its usage up in hours starting at :37:12.5, so
+    its period's usage comes from buckets alone once rolled up: nothing at the edges is raw."""
+    start = T0 + dt.timedelta(minutes=37, seconds=12.5)
+    tid, sid, meter = _world(db, {"aggregation": "sum", "field": "v"}, start)
+    sent = [
+        {
+            "id": f"g{i}",
+            "subscription": "s",
+            "meter": "m",
+            "properties": {"v": i},
+            "timestamp": (start + dt.timedelta(minutes=7 * i)).isoformat(),
+        }
+        for i in range(40)
+    ]
+    ingest.ingest(db, tenant_id=tid, events=intake.parse_events(sent, now=start), now=start)
+    maintenance.roll_up(db, now=start)
+    with db.connect() as conn:
+        buckets = (
+            conn.execute(
+                sa.text("select distinct bucket from usage_rollups where tenant_id = :t order by 1"),
+                {"t": tid},
+            )
+            .scalars()
+            .all()
+        )
+    assert buckets[0] == start
+    assert all((b - start) % dt.timedelta(hours=1) == dt.timedelta(0) for b in buckets)
+    period = Period(start, start + dt.timedelta(days=31))
+    with db.snapshot() as conn:
+        got = reads.window_quantities(
+            conn, tenant_id=tid, subscription_id=sid, meter=meter, window=period, period=period, since=start
+        )
+    assert got == {"[]": Fraction(sum(range(40)))}

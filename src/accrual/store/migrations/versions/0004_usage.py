@@ -93,6 +93,17 @@ def upgrade() -> None:
         "ck_tenants_known_late_events", "tenants", "late_events in ('bill_next','reject')"
     )
     op.add_column("subscriptions", sa.Column("usage_closed_until", TS, nullable=True))
+    # Where in the hour the subscription's billing boundaries fall: its usage is rolled up in
+    # hours starting there, so a period's usage is whole buckets. Fixed at creation.
+    op.add_column(
+        "subscriptions",
+        sa.Column("usage_grid_offset_us", sa.BigInteger, nullable=False, server_default="0"),
+    )
+    op.create_check_constraint(
+        "ck_subscriptions_usage_grid_offset_within_an_hour",
+        "subscriptions",
+        "usage_grid_offset_us >= 0 and usage_grid_offset_us < 3600000000",
+    )
     op.create_table(
         "usage_event_ids",
         sa.Column("tenant_id", sa.Uuid, nullable=False),
@@ -206,6 +217,8 @@ def downgrade() -> None:
     ):
         op.execute(f"DROP FUNCTION {function}")
     op.drop_table("usage_event_ids")
+    op.drop_constraint("ck_subscriptions_usage_grid_offset_within_an_hour", "subscriptions")
+    op.drop_column("subscriptions", "usage_grid_offset_us")
     op.drop_column("subscriptions", "usage_closed_until")
     op.drop_constraint("ck_tenants_known_late_events", "tenants")
     op.drop_column("tenants", "late_events")
