@@ -154,7 +154,8 @@ def copy_rows(
         n = int(item["id"][1:])
         ts = dt.datetime.fromisoformat(item["timestamp"])
         props = json.dumps(item.get("properties", {}))
-        yield (tenant_id, subs[n % len(subs)], meters[item["meter"]], ts, item["id"], props, now)
+        bucket = ts.replace(minute=0, second=0, microsecond=0)
+        yield (tenant_id, subs[n % len(subs)], meters[item["meter"]], ts, bucket, item["id"], props, now)
 
 
 def copy_sender(
@@ -170,10 +171,10 @@ def copy_sender(
                     "COPY usage_event_ids (tenant_id, event_id, payload_hash, ts, received_at) FROM STDIN"
                 ) as copy:
                     for row in rows:
-                        copy.write_row((row[0], row[4], b"0123456789abcdef", row[3], row[6]))
+                        copy.write_row((row[0], row[5], b"0123456789abcdef", row[3], row[7]))
                 with cur.copy(
-                    "COPY usage_events (tenant_id, subscription_id, meter_id, ts, event_id, properties, "
-                    "received_at, late) FROM STDIN"
+                    "COPY usage_events (tenant_id, subscription_id, meter_id, ts, bucket, event_id, "
+                    "properties, received_at, late) FROM STDIN"
                 ) as copy:
                     for row in rows:
                         copy.write_row((*row, False))

@@ -67,17 +67,21 @@ LOAD = 200  # further subscriptions that only take the steady load
 BATCH = 500
 
 # Events spread evenly over [start, end) of the period so far, for the BIG subscriptions,
-# alternating meters; one transaction per chunk, as ingestion would commit them.
+# alternating meters, in the buckets of their grid (they start at `start`); one transaction per
+# chunk, as ingestion would commit them.
 PRELOAD = """
-INSERT INTO usage_events (tenant_id, subscription_id, meter_id, ts, event_id, properties, received_at, late)
+INSERT INTO usage_events
+       (tenant_id, subscription_id, meter_id, ts, bucket, event_id, properties, received_at, late)
 SELECT :t, (:subs)[1 + n % :nsubs],
        CASE WHEN (n / :nsubs) % 2 = 0 THEN cast(:calls as uuid) ELSE cast(:tokens as uuid) END,
-       cast(:start as timestamptz) + (n * cast(:step as double precision)) * interval '1 microsecond',
+       ts, date_bin('1 hour', ts, cast(:start as timestamptz)),
        'p' || n,
        CASE WHEN (n / :nsubs) % 2 = 0 THEN '{}'::jsonb
             ELSE jsonb_build_object('tokens', 1 + n % 1000, 'model', 'm' || (n % 3)) END,
        cast(:start as timestamptz), false
-  FROM generate_series(cast(:lo as bigint), cast(:hi as bigint) - 1) AS n
+  FROM generate_series(cast(:lo as bigint), cast(:hi as bigint) - 1) AS n,
+       LATERAL (SELECT cast(:start as timestamptz)
+                       + (n * cast(:step as double precision)) * interval '1 microsecond' AS ts) AS t
 """
 
 
@@ -140,7 +144,7 @@ def setup(db: Database, now: dt.datetime, preload: int) -> tuple[uuid.UUID, str,
     return tid, created.admin_key.secret, big, probe
 
 
-def load(port: int, secret: str, rate: int, seconds: float, elapsed: Any) -> None:
+def load(port: int, secret: str, rate: int, seconds: float, elapsed: Any, *, prefix: str = "l") -> None:
     """The steady load, run in its own process: batches to the BIG and LOAD customers, paced."""
     ts = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=30)).isoformat()
     batches = int(rate * seconds) // BATCH
@@ -148,7 +152,7 @@ def load(port: int, secret: str, rate: int, seconds: float, elapsed: Any) -> Non
         json.dumps(
             [
                 {
-                    "id": f"l{b}_{i}",
+                    "id": f"{prefix}{b}_{i}",
                     "meter": "tokens" if i % 2 else "api_calls",
                     "customer": f"c{(b * BATCH + i) % (BIG + LOAD)}",
                     "timestamp": ts,

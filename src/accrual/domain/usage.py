@@ -27,6 +27,23 @@ def epoch_micros(instant: dt.datetime) -> int:
     return (instant - _EPOCH) // dt.timedelta(microseconds=1)
 
 
+_HOUR_US = 3_600_000_000
+_MICRO = dt.timedelta(microseconds=1)
+
+
+def bucket_start(instant: dt.datetime, offset: dt.timedelta) -> dt.datetime:
+    """The start of the hourly usage bucket holding `instant`, on a grid of hours that begin
+    `offset` into each UTC hour (a subscription's grid: where its billing boundaries fall)."""
+    into = (epoch_micros(instant) - offset // _MICRO) % _HOUR_US
+    return (instant - into * _MICRO).astimezone(dt.UTC)
+
+
+def bucket_end_at_or_after(instant: dt.datetime, offset: dt.timedelta) -> dt.datetime:
+    """The first bucket boundary at or after `instant` on the same grid."""
+    down = bucket_start(instant, offset)
+    return down if down == instant else down + _HOUR_US * _MICRO
+
+
 @dataclasses.dataclass(frozen=True)
 class Partial:
     """The aggregate of some events of one group: enough to combine with any other part.

@@ -567,6 +567,8 @@ usage_events = sa.Table(
     sa.Column("subscription_id", sa.Uuid, nullable=False),
     sa.Column("meter_id", sa.Uuid, nullable=False),
     sa.Column("ts", TIMESTAMP, nullable=False),
+    # The hourly rollup bucket it falls in, on its subscription's grid (fixed at creation).
+    sa.Column("bucket", TIMESTAMP, nullable=False),
     sa.Column("event_id", sa.Text, nullable=False),
     sa.Column("properties", pg.JSONB, nullable=False),
     sa.Column("received_at", TIMESTAMP, nullable=False),

@@ -252,6 +252,7 @@ def insert_events(
     subscription_ids: Sequence[uuid.UUID],
     meter_ids: Sequence[uuid.UUID],
     instants: Sequence[dt.datetime],
+    buckets: Sequence[dt.datetime],
     event_ids: Sequence[str],
     properties: Sequence[str],
     late: Sequence[bool],
@@ -262,12 +263,12 @@ def insert_events(
         return
     _copy(
         conn,
-        "COPY usage_events (tenant_id, subscription_id, meter_id, ts, event_id, properties, received_at, late) "
-        "FROM STDIN",
+        "COPY usage_events (tenant_id, subscription_id, meter_id, ts, bucket, event_id, properties, received_at, "
+        "late) FROM STDIN",
         (
-            (tenant_id, s, m, ts, i, p, now, lt)
-            for s, m, ts, i, p, lt in zip(
-                subscription_ids, meter_ids, instants, event_ids, properties, late, strict=True
+            (tenant_id, s, m, ts, b, i, p, now, lt)
+            for s, m, ts, b, i, p, lt in zip(
+                subscription_ids, meter_ids, instants, buckets, event_ids, properties, late, strict=True
             )
         ),
     )
@@ -312,8 +313,9 @@ def lock_subscriptions(
         return {}
     rows = conn.execute(
         sa.text(
-            "select subscription_id, status, start_at, ended_at, usage_closed_until from subscriptions "
-            "where tenant_id = :t and subscription_id = any(:ids) order by subscription_id for share"
+            "select subscription_id, status, start_at, ended_at, usage_closed_until, usage_grid_offset_us "
+            "from subscriptions where tenant_id = :t and subscription_id = any(:ids) "
+            "order by subscription_id for share"
         ),
         {"t": tenant_id, "ids": list(ids)},
     )

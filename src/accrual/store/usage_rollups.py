@@ -18,22 +18,19 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from accrual.domain.usage import Partial
+from accrual.domain.usage import Partial, bucket_end_at_or_after, bucket_start
 
 # Serializes rollup passes of several workers.
 _ROLLUP_LOCK = 0x55_53_47  # "USG"
 
 ROLLUP = """
 WITH src AS (
-    SELECT e.tenant_id, e.subscription_id, e.meter_id,
-           date_bin('1 hour', e.ts, timestamptz '2000-01-01 00:00:00+00'
-                                    + s.usage_grid_offset_us * interval '1 microsecond') AS bucket,
+    SELECT e.tenant_id, e.subscription_id, e.meter_id, e.bucket,
            accrual_usage_group(e.properties, m.group_by) AS group_key,
            accrual_usage_value(e.properties, m.field) AS value, e.ts, e.event_id,
            CASE WHEN m.aggregation = 'unique_count' THEN e.properties ->> m.field END AS uvalue
       FROM usage_events e
       JOIN meters m ON m.tenant_id = e.tenant_id AND m.meter_id = e.meter_id
-      JOIN subscriptions s ON s.tenant_id = e.tenant_id AND s.subscription_id = e.subscription_id
      WHERE e.xact >= :lo AND e.xact < :hi AND accrual_usage_matches(e.properties, m.filters)
 ),
 agg AS (
@@ -184,20 +181,6 @@ SELECT DISTINCT group_key, value FROM usage_rollup_values
 """
 
 
-_HOUR = dt.timedelta(hours=1)
-
-
-def grid_down(instant: dt.datetime, offset: dt.timedelta) -> dt.datetime:
-    """The start of the bucket holding `instant`, on an hourly grid starting `offset` into each hour."""
-    shifted = (instant - offset).astimezone(dt.UTC)
-    return shifted.replace(minute=0, second=0, microsecond=0) + offset
-
-
-def grid_up(instant: dt.datetime, offset: dt.timedelta) -> dt.datetime:
-    down = grid_down(instant, offset)
-    return down if down == instant else down + _HOUR
-
-
 def grid_offset(conn: sa.Connection, *, tenant_id: uuid.UUID, subscription_id: uuid.UUID) -> dt.timedelta:
     micros = conn.execute(
         sa.text(
@@ -222,7 +205,7 @@ def window_parts(
     """The partial aggregates, per group key, of the events in `[start, end)`: buckets wholly
     inside (on the subscription's hourly `grid`), raw events in the partial hours at either edge,
     and the fresh tail."""
-    full_start, full_end = grid_up(start, grid), grid_down(end, grid)
+    full_start, full_end = bucket_end_at_or_after(start, grid), bucket_start(end, grid)
     if full_start >= full_end:  # within one hour: all raw
         edges = {"a1": start, "b1": end, "a2": end, "b2": end, "fa": end, "fb": end}
     else:

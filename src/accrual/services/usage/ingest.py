@@ -11,6 +11,7 @@ tenant's `late_events: reject` policy.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import enum
 import re
@@ -24,6 +25,7 @@ import sqlalchemy as sa
 from prometheus_client import Counter, Histogram
 
 from accrual.domain.clock import require_aware
+from accrual.domain.usage import bucket_start
 from accrual.services.usage.intake import IncomingEvent
 from accrual.store import tenants as tenant_store
 from accrual.store import usage as store
@@ -167,15 +169,31 @@ def _settle(candidate: _Attribution, event: IncomingEvent, locked: dict[uuid.UUI
     return candidate
 
 
-def attribute(
-    conn: sa.Connection, tenant_id: uuid.UUID, events: Sequence[IncomingEvent]
-) -> dict[str, _Attribution]:
+@dataclasses.dataclass(frozen=True)
+class Attributed:
+    by_id: dict[str, _Attribution]
+    grids: dict[uuid.UUID, dt.timedelta]  # each locked subscription's rollup grid
+
+    def __getitem__(self, event_id: str) -> _Attribution:
+        return self.by_id[event_id]
+
+    def buckets(self, events: Sequence[IncomingEvent]) -> list[dt.datetime]:
+        """The rollup bucket of each attributed event, on its subscription's grid."""
+        grids = self.grids
+        by_id = self.by_id
+        return [bucket_start(e.ts, grids[by_id[e.event_id].subscription_id]) for e in events]  # type: ignore[index]
+
+
+def attribute(conn: sa.Connection, tenant_id: uuid.UUID, events: Sequence[IncomingEvent]) -> Attributed:
     """Attribute events to subscriptions (share-locked), or give each the reason it is held."""
     resolver = _Resolver(conn, tenant_id, events)
     candidates = {e.event_id: resolver.candidate(e) for e in events}
     ids = sorted({c.subscription_id for c in candidates.values() if c.subscription_id is not None})
     locked = store.lock_subscriptions(conn, tenant_id=tenant_id, ids=ids)
-    return {e.event_id: _settle(candidates[e.event_id], e, locked) for e in events}
+    return Attributed(
+        by_id={e.event_id: _settle(candidates[e.event_id], e, locked) for e in events},
+        grids={sid: dt.timedelta(microseconds=row.usage_grid_offset_us) for sid, row in locked.items()},
+    )
 
 
 def ingest(
@@ -240,6 +258,7 @@ def _ingest(
             subscription_ids=[attributions[e.event_id].subscription_id for e in counted],  # type: ignore[misc]
             meter_ids=[attributions[e.event_id].meter_id for e in counted],  # type: ignore[misc]
             instants=[e.ts for e in counted],
+            buckets=attributions.buckets(counted),
             event_ids=[e.event_id for e in counted],
             properties=[e.properties_json for e in counted],
             late=[attributions[e.event_id].late for e in counted],
@@ -275,7 +294,7 @@ def _result(
     first: dict[str, IncomingEvent],
     fresh: set[str],
     known: dict[str, Any],
-    attributions: dict[str, _Attribution],
+    attributions: Attributed,
     refused: dict[str, str],
 ) -> Result:
     original = first[event.event_id]

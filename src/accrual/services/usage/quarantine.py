@@ -70,6 +70,7 @@ def release_rows(conn: sa.Connection, rows: Sequence[sa.Row[Any]], *, now: dt.da
             subscription_ids=[attributions[e.event_id].subscription_id for e in counted],  # type: ignore[misc]
             meter_ids=[attributions[e.event_id].meter_id for e in counted],  # type: ignore[misc]
             instants=[e.ts for e in counted],
+            buckets=attributions.buckets(counted),
             event_ids=[e.event_id for e in counted],
             properties=[e.properties_json for e in counted],
             late=[attributions[e.event_id].late for e in counted],

@@ -19,7 +19,8 @@ depends_on = None
 TS = sa.DateTime(timezone=True)
 
 # Usage events are partitioned by month of their timestamp (partitions are created ahead by the
-# worker and on demand by ingestion). Their primary key doubles as the aggregation index, and a
+# worker and on demand by ingestion). Each records its hourly rollup bucket, on its subscription's
+# grid, so rolling up needs no join. Their primary key doubles as the aggregation index, and a
 # BRIN index on the writing transaction's id lets the rollup worker and the fresh tail find recent
 # rows cheaply. Event ids are unique per tenant for ever in usage_event_ids: a partitioned
 # table's unique keys must include the partition key, which would only make them unique per month.
@@ -29,6 +30,7 @@ CREATE TABLE usage_events (
     subscription_id uuid NOT NULL,
     meter_id uuid NOT NULL,
     ts timestamptz NOT NULL,
+    bucket timestamptz NOT NULL,
     event_id text NOT NULL,
     properties jsonb NOT NULL,
     received_at timestamptz NOT NULL,
