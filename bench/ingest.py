@@ -76,6 +76,9 @@ def setup(db: Database, customers_n: int, now: dt.datetime) -> tuple[uuid.UUID, 
         subscriptions.create_subscription(
             db, tenant_id=tid, spec={"customer": f"c{i}", "plan": "api"}, actor=ACTOR, now=start
         )
+    with db.connect() as conn:  # as autovacuum would have by the time a tenant sends volume
+        conn.execute(sa.text("analyze"))
+        conn.commit()
     return tid, created.admin_key.secret
 
 
