@@ -550,7 +550,7 @@ usage_event_ids = sa.Table(
     "usage_event_ids",
     metadata,
     _tenant_id(),
-    sa.Column("event_id", sa.Text, nullable=False),
+    sa.Column("event_id", sa.Text(collation="C"), nullable=False),
     sa.Column("payload_hash", sa.LargeBinary, nullable=False),
     sa.Column("ts", TIMESTAMP, nullable=False),
     sa.Column("received_at", TIMESTAMP, nullable=False),
@@ -569,7 +569,7 @@ usage_events = sa.Table(
     sa.Column("ts", TIMESTAMP, nullable=False),
     # The hourly rollup bucket it falls in, on its subscription's grid (fixed at creation).
     sa.Column("bucket", TIMESTAMP, nullable=False),
-    sa.Column("event_id", sa.Text, nullable=False),
+    sa.Column("event_id", sa.Text(collation="C"), nullable=False),
     sa.Column("properties", pg.JSONB, nullable=False),
     sa.Column("received_at", TIMESTAMP, nullable=False),
     sa.Column("late", sa.Boolean, nullable=False),
@@ -589,7 +589,7 @@ usage_quarantine = sa.Table(
     "usage_quarantine",
     metadata,
     _tenant_id(),
-    sa.Column("event_id", sa.Text, nullable=False),
+    sa.Column("event_id", sa.Text(collation="C"), nullable=False),
     sa.Column("meter", sa.Text, nullable=False),
     sa.Column("subscription_ref", sa.Text, nullable=True),
     sa.Column("customer_ref", sa.Text, nullable=True),
@@ -628,7 +628,7 @@ usage_rollups = sa.Table(
     sa.Column("maximum", sa.Numeric, nullable=True),
     sa.Column("latest_ts", TIMESTAMP, nullable=True),
     sa.Column("latest_value", sa.Numeric, nullable=True),
-    sa.Column("latest_event", sa.Text, nullable=True),
+    sa.Column("latest_event", sa.Text(collation="C"), nullable=True),
     sa.Column("weighted", sa.Numeric, nullable=False),
     sa.PrimaryKeyConstraint(
         "tenant_id", "subscription_id", "meter_id", "bucket", "group_key", name="pk_usage_rollups"

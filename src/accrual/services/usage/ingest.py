@@ -225,10 +225,11 @@ def _ingest(
         tenant = tenant_store.get(conn, tenant_id)
         reject_late = tenant is not None and tenant.late_events == "reject"
         attributions = attribute(conn, tenant_id, unique)
+        by_id = attributions.by_id
         refused = {
             e.event_id: "late: the event's period has already been invoiced (late_events: reject)"
             for e in unique
-            if reject_late and attributions[e.event_id].late
+            if reject_late and by_id[e.event_id].late
         }
         fresh = store.claim_ids(
             conn,
@@ -242,26 +243,20 @@ def _ingest(
         known = store.known_ids(
             conn, tenant_id=tenant_id, event_ids=[e.event_id for e in unique if e.event_id not in fresh]
         )
-        counted = [
-            e
-            for e in unique
-            if e.event_id in fresh and e.event_id not in refused and attributions[e.event_id].reason is None
-        ]
-        held = [
-            e
-            for e in unique
-            if e.event_id in fresh and e.event_id not in refused and attributions[e.event_id].reason
-        ]
+        stored = [e for e in unique if e.event_id in fresh and e.event_id not in refused]
+        counted = [e for e in stored if by_id[e.event_id].reason is None]
+        held = [e for e in stored if by_id[e.event_id].reason]
+        counted_to = [by_id[e.event_id] for e in counted]
         store.insert_events(
             conn,
             tenant_id=tenant_id,
-            subscription_ids=[attributions[e.event_id].subscription_id for e in counted],  # type: ignore[misc]
-            meter_ids=[attributions[e.event_id].meter_id for e in counted],  # type: ignore[misc]
+            subscription_ids=[a.subscription_id for a in counted_to],  # type: ignore[misc]
+            meter_ids=[a.meter_id for a in counted_to],  # type: ignore[misc]
             instants=[e.ts for e in counted],
             buckets=attributions.buckets(counted),
             event_ids=[e.event_id for e in counted],
             properties=[e.properties_json for e in counted],
-            late=[attributions[e.event_id].late for e in counted],
+            late=[a.late for a in counted_to],
             now=now,
         )
         store.insert_quarantine(
@@ -275,16 +270,15 @@ def _ingest(
                     "customer_ref": e.customer,
                     "ts": e.ts,
                     "properties": e.properties_json,
-                    "reason": attributions[e.event_id].reason,
-                    "detail": attributions[e.event_id].detail,
+                    "reason": by_id[e.event_id].reason,
+                    "detail": by_id[e.event_id].detail,
                 }
                 for e in held
             ],
             now=now,
         )
     return [
-        _result(e, first=first, fresh=fresh, known=known, attributions=attributions, refused=refused)
-        for e in events
+        _result(e, first=first, fresh=fresh, known=known, attributions=by_id, refused=refused) for e in events
     ]
 
 
@@ -294,7 +288,7 @@ def _result(
     first: dict[str, IncomingEvent],
     fresh: set[str],
     known: dict[str, Any],
-    attributions: Attributed,
+    attributions: dict[str, _Attribution],
     refused: dict[str, str],
 ) -> Result:
     original = first[event.event_id]

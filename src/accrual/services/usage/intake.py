@@ -79,8 +79,7 @@ class InvalidBatch(InvalidInput):
         self.bad = list(bad)
 
 
-@dataclasses.dataclass(frozen=True)
-class IncomingEvent:
+class IncomingEvent(msgspec.Struct, frozen=True):
     """An event that passed the structural checks, its instant parsed and its payload hashed."""
 
     event_id: str

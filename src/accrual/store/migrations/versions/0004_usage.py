@@ -18,6 +18,10 @@ depends_on = None
 
 TS = sa.DateTime(timezone=True)
 
+# Event ids are opaque: compared byte by byte (COLLATE "C"), which is faster in every index that
+# holds them and is the order `latest` breaks timestamp ties by.
+ID_TEXT = sa.Text(collation="C")
+
 # Usage events are partitioned by month of their timestamp (partitions are created ahead by the
 # worker and on demand by ingestion). Each records its hourly rollup bucket, on its subscription's
 # grid, so rolling up needs no join. Their primary key doubles as the aggregation index, and a
@@ -31,7 +35,7 @@ CREATE TABLE usage_events (
     meter_id uuid NOT NULL,
     ts timestamptz NOT NULL,
     bucket timestamptz NOT NULL,
-    event_id text NOT NULL,
+    event_id text COLLATE "C" NOT NULL,
     properties jsonb NOT NULL,
     received_at timestamptz NOT NULL,
     late boolean NOT NULL,
@@ -109,7 +113,7 @@ def upgrade() -> None:
     op.create_table(
         "usage_event_ids",
         sa.Column("tenant_id", sa.Uuid, nullable=False),
-        sa.Column("event_id", sa.Text, nullable=False),
+        sa.Column("event_id", ID_TEXT, nullable=False),
         sa.Column("payload_hash", sa.LargeBinary, nullable=False),
         sa.Column("ts", TS, nullable=False),
         sa.Column("received_at", TS, nullable=False),
@@ -130,7 +134,7 @@ def upgrade() -> None:
     op.create_table(
         "usage_quarantine",
         sa.Column("tenant_id", sa.Uuid, nullable=False),
-        sa.Column("event_id", sa.Text, nullable=False),
+        sa.Column("event_id", ID_TEXT, nullable=False),
         sa.Column("meter", sa.Text, nullable=False),
         sa.Column("subscription_ref", sa.Text, nullable=True),
         sa.Column("customer_ref", sa.Text, nullable=True),
@@ -167,7 +171,7 @@ def upgrade() -> None:
         sa.Column("maximum", sa.Numeric, nullable=True),
         sa.Column("latest_ts", TS, nullable=True),
         sa.Column("latest_value", sa.Numeric, nullable=True),
-        sa.Column("latest_event", sa.Text, nullable=True),
+        sa.Column("latest_event", ID_TEXT, nullable=True),
         sa.Column("weighted", sa.Numeric, nullable=False),
         sa.PrimaryKeyConstraint(
             "tenant_id", "subscription_id", "meter_id", "bucket", "group_key", name="pk_usage_rollups"
