@@ -34,8 +34,9 @@ _MICRO = dt.timedelta(microseconds=1)
 def bucket_start(instant: dt.datetime, offset: dt.timedelta) -> dt.datetime:
     """The start of the hourly usage bucket holding `instant`, on a grid of hours that begin
     `offset` into each UTC hour (a subscription's grid: where its billing boundaries fall)."""
-    into = (epoch_micros(instant) - offset // _MICRO) % _HOUR_US
-    return (instant - into * _MICRO).astimezone(dt.UTC)
+    utc = instant.astimezone(dt.UTC)  # arithmetic on a zone's wall clock would be wrong across DST
+    into = (epoch_micros(utc) - offset // _MICRO) % _HOUR_US
+    return utc - into * _MICRO
 
 
 def bucket_end_at_or_after(instant: dt.datetime, offset: dt.timedelta) -> dt.datetime:

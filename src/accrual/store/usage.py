@@ -22,6 +22,7 @@ from accrual.store.schema import PARTITION_PREFIX
 
 _known_partitions: set[tuple[str, str]] = set()
 _partition_lock = threading.Lock()
+_PARTITION_LOCK = 0x55_53_50  # "USP": creating usage partitions
 
 
 def month_start(instant: dt.datetime) -> dt.datetime:
@@ -42,19 +43,18 @@ def ensure_partitions(db: Database, instants: Iterable[dt.datetime]) -> None:
         name = f"{PARTITION_PREFIX}{month.strftime('%Y%m')}"
         with db.engine.connect() as conn:
             conn.execution_options(isolation_level="AUTOCOMMIT")
-            exists = conn.execute(sa.text("select to_regclass(:n)"), {"n": name}).scalar_one()
-            if exists is None:
-                try:
+            # Processes creating the same partition take turns: the second finds it there.
+            conn.execute(sa.text("select pg_advisory_lock(:k)"), {"k": _PARTITION_LOCK})
+            try:
+                if conn.execute(sa.text("select to_regclass(:n)"), {"n": name}).scalar_one() is None:
                     conn.execute(
                         sa.text(
-                            f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF usage_events "
+                            f"CREATE TABLE {name} PARTITION OF usage_events "
                             f"FOR VALUES FROM ('{month.isoformat()}') TO ('{_next_month(month).isoformat()}')"
                         )
                     )
-                except sa.exc.ProgrammingError as exc:
-                    # Another process created it between our check and our statement.
-                    if "already exists" not in str(exc.orig):
-                        raise
+            finally:
+                conn.execute(sa.text("select pg_advisory_unlock(:k)"), {"k": _PARTITION_LOCK})
         with _partition_lock:
             _known_partitions.add((db.url, month.strftime("%Y%m")))
 
@@ -199,36 +199,35 @@ def claim_ids(
     """
     if not event_ids:
         return set()
+    # In id order, so two batches sharing new ids wait for each other instead of deadlocking.
+    rows = sorted(zip(event_ids, hashes, instants, rejected, strict=True))
     try:
         with conn.begin_nested():
             _copy(
                 conn,
                 "COPY usage_event_ids (tenant_id, event_id, payload_hash, ts, received_at, rejected) FROM STDIN",
-                (
-                    (tenant_id, i, h, ts, now, r)
-                    for i, h, ts, r in zip(event_ids, hashes, instants, rejected, strict=True)
-                ),
+                ((tenant_id, i, h, ts, now, r) for i, h, ts, r in rows),
             )
         return set(event_ids)
     except psycopg.errors.UniqueViolation:
         pass  # some ids are known: the savepoint is rolled back, take them one by one
-    rows = conn.execute(
+    inserted = conn.execute(
         sa.text(
             "insert into usage_event_ids (tenant_id, event_id, payload_hash, ts, received_at, rejected) "
             "select :t, i, h, ts, :now, r from unnest(cast(:ids as text[]), cast(:hashes as bytea[]), "
-            "cast(:ts as timestamptz[]), cast(:rejected as text[])) as u(i, h, ts, r) "
-            "on conflict do nothing returning event_id"
+            "cast(:ts as timestamptz[]), cast(:rejected as text[])) with ordinality as u(i, h, ts, r, n) "
+            "order by n on conflict do nothing returning event_id"
         ),
         {
             "t": tenant_id,
-            "ids": list(event_ids),
-            "hashes": list(hashes),
-            "ts": list(instants),
-            "rejected": list(rejected),
+            "ids": [r[0] for r in rows],
+            "hashes": [r[1] for r in rows],
+            "ts": [r[2] for r in rows],
+            "rejected": [r[3] for r in rows],
             "now": now,
         },
     )
-    return set(rows.scalars())
+    return set(inserted.scalars())
 
 
 def known_ids(

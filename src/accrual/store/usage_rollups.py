@@ -108,6 +108,29 @@ def roll_up(conn: sa.Connection, *, now: dt.datetime) -> tuple[int, int, int]:
     return (int(lo), hi, int(touched or 0))
 
 
+# The same fold, for one meter's events below the tenant's watermark (those the rollups hold).
+_REFOLD = ROLLUP.replace(
+    "FROM usage_events WHERE xact >= :lo AND xact < :hi",
+    "FROM usage_events WHERE tenant_id = :t AND meter_id = :m AND xact < :hi",
+)
+
+
+def refold_meter(conn: sa.Connection, *, tenant_id: uuid.UUID, meter_id: uuid.UUID) -> int:
+    """Rebuild one meter's rollups from its events, after what it counts changed.
+
+    A meter's counting rules may change while no published plan version uses it, and events
+    naming a subscription are kept for any meter; rollups folded under the old rules would
+    otherwise be read together with raw events under the new ones. Runs in the caller's
+    transaction, in turn with rollup passes.
+    """
+    conn.execute(sa.text("select pg_advisory_xact_lock(:k)"), {"k": _ROLLUP_LOCK})
+    hi = watermark(conn, tenant_id=tenant_id)
+    keys = {"t": tenant_id, "m": meter_id}
+    conn.execute(sa.text("delete from usage_rollups where tenant_id = :t and meter_id = :m"), keys)
+    conn.execute(sa.text("delete from usage_rollup_values where tenant_id = :t and meter_id = :m"), keys)
+    return int(conn.execute(sa.text(_REFOLD), keys | {"hi": hi}).rowcount or 0)
+
+
 def summarize_new_pages(conn: sa.Connection) -> int:
     """Bring the BRIN index on `xact` up to date for pages written since its last summary.
 

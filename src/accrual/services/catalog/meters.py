@@ -20,7 +20,7 @@ from accrual.services.catalog.common import (
 from accrual.services.unit_of_work import Actor, UnitOfWork, unit_of_work
 from accrual.services.usage import quarantine
 from accrual.store import catalog as store
-from accrual.store import ids
+from accrual.store import ids, usage_rollups
 from accrual.store.database import TransactionSource
 from accrual.store.pagination import Page
 
@@ -96,6 +96,8 @@ def change_meter(
             values=_meter_values(definition) | {"updated_at": uow.now},
         )
     )
+    if before.definition.counting_rules() != definition.counting_rules():
+        usage_rollups.refold_meter(uow.conn, tenant_id=uow.tenant_id, meter_id=row.meter_id)
     uow.changed(
         "meter.updated",
         entity_type="meter",

@@ -297,9 +297,9 @@ def _result(
             return Result(event.event_id, Outcome.REJECTED, error=refused[event.event_id])
         attribution = attributions[event.event_id]
         return Result(event.event_id, Outcome.ACCEPTED, quarantined=attribution.reason, late=attribution.late)
-    if original is not event:  # a repeat within this batch
+    if original is not event and original.event_id in fresh:  # a repeat of an id new in this batch
         stored_hash, stored_rejection = original.payload_hash, refused.get(original.event_id)
-    else:
+    else:  # the id was recorded before this batch: what was recorded then stands
         stored_hash, stored_rejection = known[event.event_id].payload_hash, known[event.event_id].rejected
     if event.payload_hash != stored_hash:
         return Result(

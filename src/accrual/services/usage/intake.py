@@ -97,16 +97,25 @@ _ANY = msgspec.json.Decoder(Any, float_hook=decimal.Decimal)
 _EVENTS = msgspec.json.Decoder(list[Event] | Event, float_hook=decimal.Decimal)
 
 
+# Usage outside these years is a mistake (a unit error, an uninitialized clock), not usage.
+EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
+
+
 def _instant(value: str, *, field: str, bad: list[BadEvent], index: int) -> dt.datetime | None:
     try:
         instant = dt.datetime.fromisoformat(value)
-    except ValueError:
+        if instant.tzinfo is None:
+            bad.append(BadEvent(index, field, f"{value!r} has no UTC offset"))
+            return None
+        instant = instant.astimezone(dt.UTC)
+    except (ValueError, OverflowError):
         bad.append(BadEvent(index, field, f"{value!r} is not an RFC 3339 instant"))
         return None
-    if instant.tzinfo is None:
-        bad.append(BadEvent(index, field, f"{value!r} has no UTC offset"))
+    if not EARLIEST <= instant < LATEST:
+        bad.append(BadEvent(index, field, f"{value!r} is not between the years 2000 and 2099"))
         return None
-    return instant.astimezone(dt.UTC)
+    return instant
 
 
 def _check(
@@ -129,8 +138,10 @@ def _check(
     if len(bad) > before or ts is None:
         return None
     properties_json = _ENCODER.encode(event.properties)
+    # The payload as sent: an event without a timestamp sent again later is the same event.
+    sent_at = ts.isoformat() if event.timestamp is not None else None
     digest = hashlib.blake2b(
-        _ENCODER.encode([event.meter, event.subscription, event.customer, ts.isoformat()]), digest_size=16
+        _ENCODER.encode([event.meter, event.subscription, event.customer, sent_at]), digest_size=16
     )
     digest.update(properties_json)
     return IncomingEvent(

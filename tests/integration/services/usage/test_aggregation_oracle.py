@@ -112,7 +112,9 @@ def _world(db: Database, meter_spec: dict[str, Any], start: dt.datetime = T0) ->
 @given(
     meter_spec=METER,
     events=st.lists(EVENT, min_size=0, max_size=40),
-    roll_after=st.integers(0, 40),
+    # Events up to the first cut are rolled up in one pass, those up to the second in another
+    # (merging into the same buckets), the rest stay in the fresh tail.
+    cuts=st.tuples(st.integers(0, 40), st.integers(0, 40)),
     window=st.tuples(st.integers(0, 31 * 24 * 60), st.integers(0, 31 * 24 * 60)),
     # Where the subscription starts in the hour: its rollups are hours starting there.
     offset=st.sampled_from(
@@ -123,7 +125,7 @@ def test_quantities_match_the_oracle(
     db: Database,
     meter_spec: dict[str, Any],
     events: list[dict[str, Any]],
-    roll_after: int,
+    cuts: tuple[int, int],
     window: tuple[int, int],
     offset: dt.timedelta,
 ) -> None:
@@ -139,8 +141,8 @@ def test_quantities_match_the_oracle(
         }
         for e in events
     ]
-    # Part of the events are rolled up, the rest stay in the fresh tail.
-    for rolled, chunk in ((True, raw[:roll_after]), (False, raw[roll_after:])):
+    first, second = sorted(cuts)
+    for rolled, chunk in ((True, raw[:first]), (True, raw[first:second]), (False, raw[second:])):
         if chunk:
             ingest.ingest(db, tenant_id=tid, events=intake.parse_events(chunk, now=T0), now=T0)
         if rolled:
@@ -281,3 +283,45 @@ def test_a_period_starting_mid_hour_is_read_from_whole_buckets(db: Database) -> 
             conn, tenant_id=tid, subscription_id=sid, meter=meter, window=period, period=period, since=start
         )
     assert got == {"[]": Fraction(sum(range(40)))}
+
+
+def test_changing_what_a_meter_counts_refolds_its_rollups(db: Database) -> None:
+    """A meter no published plan version uses may change its rules; its rolled-up events are
+    counted again under the new ones, as the raw ones are."""
+    tid, sid, _ = _world(db, {"aggregation": "sum", "field": "v", "filters": {"region": ["eu"]}})
+    catalog.apply_catalog(
+        db,
+        tenant_id=tid,
+        document={
+            "meters": [{"code": "other", "aggregation": "sum", "field": "v", "filters": {"region": ["eu"]}}]
+        },
+        actor=ACTOR,
+        now=T0,
+    )
+    sent = [
+        {
+            "id": f"r{i}",
+            "subscription": "s",
+            "meter": "other",
+            "timestamp": (T0 + dt.timedelta(hours=i)).isoformat(),
+            "properties": {"v": i, "region": "eu" if i % 2 else "us"},
+        }
+        for i in range(30)
+    ]
+    ingest.ingest(db, tenant_id=tid, events=intake.parse_events(sent[:20], now=T0), now=T0)
+    roll_up_everything(db, tid)
+    ingest.ingest(db, tenant_id=tid, events=intake.parse_events(sent[20:], now=T0), now=T0)
+    period = Period(T0, T0 + dt.timedelta(days=31))
+
+    def quantity() -> dict[str, Fraction]:
+        meter = catalog.get_meter(db, tenant_id=tid, code="other")
+        with db.snapshot() as conn:
+            return reads.window_quantities(
+                conn, tenant_id=tid, subscription_id=sid, meter=meter, window=period, period=period, since=T0
+            )
+
+    assert quantity() == {"[]": Fraction(sum(i for i in range(30) if i % 2))}
+    catalog.update_meter(
+        db, tenant_id=tid, code="other", changes={"filters": {"region": ["us"]}}, actor=ACTOR, now=T0
+    )
+    assert quantity() == {"[]": Fraction(sum(i for i in range(30) if i % 2 == 0))}
