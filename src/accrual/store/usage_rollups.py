@@ -217,14 +217,19 @@ SELECT DISTINCT group_key, value FROM usage_rollup_values
 """
 
 
-def grid_offset(conn: sa.Connection, *, tenant_id: uuid.UUID, subscription_id: uuid.UUID) -> dt.timedelta:
-    micros = conn.execute(
+def read_position(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, subscription_id: uuid.UUID
+) -> tuple[int, dt.timedelta]:
+    """What a read of the subscription's usage needs, in one round trip: the tenant's rollup
+    watermark and the subscription's bucket grid offset."""
+    row = conn.execute(
         sa.text(
-            "select usage_grid_offset_us from subscriptions where tenant_id = :t and subscription_id = :s"
+            "select coalesce((select xact_watermark from usage_rollup_state where tenant_id = :t), 0) as w, "
+            "usage_grid_offset_us as g from subscriptions where tenant_id = :t and subscription_id = :s"
         ),
         {"t": tenant_id, "s": subscription_id},
-    ).scalar_one()
-    return dt.timedelta(microseconds=int(micros))
+    ).one()
+    return int(row.w), dt.timedelta(microseconds=int(row.g))
 
 
 def window_parts(

@@ -53,8 +53,7 @@ def window_quantities(
     `since` is when the subscription's usage begins (for the running total of a time-weighted
     sum, which counts every earlier event).
     """
-    watermark = rollups.watermark(conn, tenant_id=tenant_id)
-    grid = rollups.grid_offset(conn, tenant_id=tenant_id, subscription_id=subscription_id)
+    watermark, grid = rollups.read_position(conn, tenant_id=tenant_id, subscription_id=subscription_id)
     rules = _rules(meter)
 
     def parts(start: dt.datetime, end: dt.datetime) -> dict[str, usage.Partial]:
