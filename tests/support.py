@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
+from collections.abc import Mapping
+
 import sqlalchemy as sa
 
+from accrual.services import catalog, customers, subscriptions, tenants
+from accrual.services.unit_of_work import Actor
 from accrual.store.database import Database
 
 
@@ -19,6 +25,47 @@ def count_rows(db: Database, table: str, tenant_id: object) -> int:
                 {"t": tenant_id},
             ).scalar_one()
         )
+
+
+def metered_subscription(
+    db: Database, *, meter: Mapping[str, object], start: dt.datetime, actor: Actor, name: str = "usage"
+) -> tuple[uuid.UUID, uuid.UUID]:
+    """A new tenant with `meter`, a monthly plan `p` charging it per unit, customer `c` and its
+    subscription `s` from `start`: (tenant id, subscription id)."""
+    tid = tenants.create_tenant(db, name=name, timezone="UTC", actor=actor, now=start).tenant.tenant_id
+    catalog.apply_catalog(
+        db,
+        tenant_id=tid,
+        document={
+            "meters": [dict(meter)],
+            "plans": [
+                {
+                    "code": "p",
+                    "currency": "USD",
+                    "interval": "month",
+                    "charges": [{"code": "c", "meter": meter["code"], "model": "per_unit", "amount": "1"}],
+                }
+            ],
+        },
+        actor=actor,
+        now=start,
+    )
+    customers.create_customer(
+        db,
+        tenant_id=tid,
+        spec={"external_id": "c", "currency": "USD"},
+        test_clock_id=None,
+        actor=actor,
+        now=start,
+    )
+    sub = subscriptions.create_subscription(
+        db,
+        tenant_id=tid,
+        spec={"customer": "c", "plan": "p", "external_id": "s", "start": start.isoformat()},
+        actor=actor,
+        now=start,
+    )
+    return tid, sub.subscription_id
 
 
 PROBLEM_JSON = "application/problem+json"

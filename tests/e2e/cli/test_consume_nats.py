@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from accrual.services import catalog, customers, subscriptions, tenants
 from accrual.services.unit_of_work import Actor
 from accrual.store.database import Database
+from tests.support import metered_subscription
 
 pytestmark = pytest.mark.slow
 
@@ -106,38 +106,8 @@ def _counted(db: Database, tenant_id: Any) -> int:
     reason="no NATS JetStream server at ACCRUAL_TEST_NATS_URL",
 )
 def test_a_crash_between_commit_and_ack_counts_every_event_once(db: Database, database_url: str) -> None:
-    tid = tenants.create_tenant(db, name="nats", timezone="UTC", actor=ACTOR, now=T0).tenant.tenant_id
-    catalog.apply_catalog(
-        db,
-        tenant_id=tid,
-        document={
-            "meters": [{"code": "calls", "aggregation": "count"}],
-            "plans": [
-                {
-                    "code": "p",
-                    "currency": "USD",
-                    "interval": "month",
-                    "charges": [{"code": "c", "meter": "calls", "model": "per_unit", "amount": "1"}],
-                }
-            ],
-        },
-        actor=ACTOR,
-        now=T0,
-    )
-    customers.create_customer(
-        db,
-        tenant_id=tid,
-        spec={"external_id": "c", "currency": "USD"},
-        test_clock_id=None,
-        actor=ACTOR,
-        now=T0,
-    )
-    subscriptions.create_subscription(
-        db,
-        tenant_id=tid,
-        spec={"customer": "c", "plan": "p", "external_id": "s", "start": T0.isoformat()},
-        actor=ACTOR,
-        now=T0,
+    tid, _ = metered_subscription(
+        db, meter={"code": "calls", "aggregation": "count"}, start=T0, actor=ACTOR, name="nats"
     )
     run = uuid.uuid4().hex[:12]
     stream, prefix, dead = f"T{run}", f"accrual.test.{run}.", f"accrual.test.{run}-dead"

@@ -15,11 +15,13 @@ from hypothesis import strategies as st
 
 from accrual.domain import usage
 from accrual.domain.periods import Period
-from accrual.services import catalog, customers, subscriptions, tenants
+from accrual.services import catalog
 from accrual.services.catalog.common import MeterView
 from accrual.services.unit_of_work import Actor
 from accrual.services.usage import ingest, intake, maintenance, reads
+from accrual.store import usage_rollups
 from accrual.store.database import Database
+from tests.support import metered_subscription
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 ACTOR = Actor.cli("oracle")
@@ -75,37 +77,10 @@ def roll_up_everything(db: Database, tid: Any) -> None:
 
 
 def _world(db: Database, meter_spec: dict[str, Any], start: dt.datetime = T0) -> tuple[Any, Any, MeterView]:
-    tid = tenants.create_tenant(db, name="oracle", timezone="UTC", actor=ACTOR, now=T0).tenant.tenant_id
-    catalog.apply_catalog(
-        db,
-        tenant_id=tid,
-        document={
-            "meters": [{"code": "m", **meter_spec}],
-            "plans": [
-                {
-                    "code": "p",
-                    "currency": "USD",
-                    "interval": "month",
-                    "charges": [{"code": "u", "meter": "m", "model": "per_unit", "amount": "1"}],
-                }
-            ],
-        },
-        actor=ACTOR,
-        now=T0,
+    tid, sid = metered_subscription(
+        db, meter={"code": "m", **meter_spec}, start=start, actor=ACTOR, name="oracle"
     )
-    customers.create_customer(
-        db,
-        tenant_id=tid,
-        spec={"external_id": "c", "currency": "USD"},
-        test_clock_id=None,
-        actor=ACTOR,
-        now=T0,
-    )
-    sub = subscriptions.create_subscription(
-        db, tenant_id=tid, spec={"customer": "c", "plan": "p", "external_id": "s"}, actor=ACTOR, now=start
-    )
-    meter = catalog.get_meter(db, tenant_id=tid, code="m")
-    return tid, sub.subscription_id, meter
+    return tid, sid, catalog.get_meter(db, tenant_id=tid, code="m")
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -240,12 +215,7 @@ def test_a_rollup_pass_leaves_no_page_unsummarized(db: Database) -> None:
     ingest.ingest(db, tenant_id=tid, events=intake.parse_events(sent, now=T0), now=T0)
     maintenance.roll_up(db, now=T0)
     with db.transaction() as conn:
-        left = conn.execute(
-            sa.text(
-                "select coalesce(sum(brin_summarize_new_values(i.inhrelid::regclass)), 0) from pg_inherits i "
-                "where i.inhparent = 'ix_usage_events_xact'::regclass"
-            )
-        ).scalar_one()
+        left = usage_rollups.summarize_new_pages(conn)  # what is left to summarize after the pass
     assert left == 0
 
 

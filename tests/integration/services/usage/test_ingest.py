@@ -11,12 +11,13 @@ import pytest
 import sqlalchemy as sa
 
 from accrual.integrations.streams import Delivery
-from accrual.services import catalog, customers, subscriptions, tenants
+from accrual.services import catalog, subscriptions, tenants
 from accrual.services.unit_of_work import Actor
 from accrual.services.usage import ingest, intake
 from accrual.services.usage.ingest import Outcome
 from accrual.services.usage.streaming import message_ingester
 from accrual.store.database import Database
+from tests.support import metered_subscription
 
 T0 = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
 ACTOR = Actor.cli("ingest")
@@ -24,40 +25,7 @@ ACTOR = Actor.cli("ingest")
 
 @pytest.fixture
 def tid(db: Database) -> Any:
-    tenant_id = tenants.create_tenant(db, name="ingest", timezone="UTC", actor=ACTOR, now=T0).tenant.tenant_id
-    catalog.apply_catalog(
-        db,
-        tenant_id=tenant_id,
-        document={
-            "meters": [{"code": "calls", "aggregation": "count"}],
-            "plans": [
-                {
-                    "code": "p",
-                    "currency": "USD",
-                    "interval": "month",
-                    "charges": [{"code": "c", "meter": "calls", "model": "per_unit", "amount": "1"}],
-                }
-            ],
-        },
-        actor=ACTOR,
-        now=T0,
-    )
-    customers.create_customer(
-        db,
-        tenant_id=tenant_id,
-        spec={"external_id": "c", "currency": "USD"},
-        test_clock_id=None,
-        actor=ACTOR,
-        now=T0,
-    )
-    subscriptions.create_subscription(
-        db,
-        tenant_id=tenant_id,
-        spec={"customer": "c", "plan": "p", "external_id": "s", "start": T0.isoformat()},
-        actor=ACTOR,
-        now=T0,
-    )
-    return tenant_id
+    return metered_subscription(db, meter={"code": "calls", "aggregation": "count"}, start=T0, actor=ACTOR)[0]
 
 
 def send(db: Database, tid: Any, *events: dict[str, Any]) -> list[ingest.Result]:
