@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 import uuid
+from collections.abc import Mapping
 
 import sqlalchemy as sa
 
-from accrual.domain import timezones
+from accrual.domain import codes, timezones
 from accrual.domain.errors import InvalidInput, NotFound
 from accrual.services import api_keys
 from accrual.services.unit_of_work import Actor, read_only, unit_of_work
@@ -69,6 +71,52 @@ def get_tenant(db: TransactionSource, *, tenant_id: uuid.UUID) -> tenant_store.T
     return tenant
 
 
+_PREFIX = re.compile(r"[A-Za-z0-9_/-]{0,16}")
+_SELLER_FIELDS = ("name", "address", "tax_id", "email", "phone")
+
+
+def _billing_settings(spec: Mapping[str, object]) -> dict[str, object]:
+    """The invoicing settings in `spec`, checked, as tenant column values."""
+    codes.only_keys(spec, _BILLING_SETTINGS, pointer="", what="tenant settings")
+    values: dict[str, object] = {}
+    for key in ("grace_period_days", "payment_terms_days"):
+        if spec.get(key) is not None:
+            values[key] = codes.integer(spec[key], field=f"/{key}", minimum=0, maximum=365)
+    for key in ("invoice_prefix", "credit_note_prefix"):
+        value = spec.get(key)
+        if value is not None:
+            if not isinstance(value, str) or not _PREFIX.fullmatch(value):
+                raise InvalidInput(f"{key} is up to 16 letters, digits, '-', '_' or '/'", field=f"/{key}")
+            values[key] = value
+    zero = spec.get("zero_amount_invoices")
+    if zero is not None:
+        if zero not in ("mark_paid", "leave_open"):
+            raise InvalidInput(
+                "zero_amount_invoices is mark_paid or leave_open", field="/zero_amount_invoices"
+            )
+        values["zero_amount_invoices"] = zero
+    seller = spec.get("seller")
+    if seller is not None:
+        if not isinstance(seller, Mapping):
+            raise InvalidInput("seller is {name, address, tax_id, email, phone}", field="/seller")
+        codes.only_keys(seller, _SELLER_FIELDS, pointer="/seller", what="the seller")
+        for key, value in seller.items():
+            if value is not None and not isinstance(value, str | Mapping):
+                raise InvalidInput(f"seller {key} is text", field=f"/seller/{key}")
+        values["seller"] = dict(seller)
+    return values
+
+
+_BILLING_SETTINGS = (
+    "grace_period_days",
+    "payment_terms_days",
+    "invoice_prefix",
+    "credit_note_prefix",
+    "zero_amount_invoices",
+    "seller",
+)
+
+
 def update_tenant(
     db: TransactionSource,
     *,
@@ -78,14 +126,17 @@ def update_tenant(
     maker_checker: bool | None = None,
     proration: str | None = None,
     late_events: str | None = None,
+    billing: Mapping[str, object] | None = None,
     actor: Actor,
     now: dt.datetime,
 ) -> tenant_store.Tenant:
-    """Change the tenant's name, default time zone, maker-checker or proration setting.
+    """Change the tenant's name, default time zone, maker-checker, proration or late-events
+    setting, or its invoicing settings (`billing`: grace_period_days, payment_terms_days,
+    invoice_prefix, credit_note_prefix, zero_amount_invoices, seller).
 
     A change that changes nothing writes nothing.
     """
-    values: dict[str, str | bool] = {}
+    values: dict[str, object] = dict(_billing_settings(billing or {}))
     if name is not None:
         values["name"] = _validate_name(name)
     if timezone is not None:

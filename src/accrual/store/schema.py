@@ -62,6 +62,16 @@ tenants = sa.Table(
     sa.Column("proration", sa.Text, nullable=False, server_default="day"),
     # Usage arriving for a period already invoiced: bill it on the next invoice, or refuse it.
     sa.Column("late_events", sa.Text, nullable=False, server_default="bill_next"),
+    # Drafts stay editable this many days before they finalize on their own.
+    sa.Column("grace_period_days", sa.Integer, nullable=False, server_default="0"),
+    # Net N: an invoice is due this many days after it is finalized.
+    sa.Column("payment_terms_days", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("invoice_prefix", sa.Text, nullable=False, server_default="ACC-"),
+    sa.Column("credit_note_prefix", sa.Text, nullable=False, server_default="CN-"),
+    # An invoice finalized with nothing to pay is marked paid, or left open.
+    sa.Column("zero_amount_invoices", sa.Text, nullable=False, server_default="mark_paid"),
+    # Who issues the invoices: legal name, address, tax id, as printed on documents.
+    sa.Column("seller", pg.JSONB, nullable=False, server_default="{}"),
     sa.PrimaryKeyConstraint("tenant_id", name="pk_tenants"),
     sa.CheckConstraint("length(name) between 1 and 200", name="name_length"),
     sa.CheckConstraint("proration in ('day','second')", name="known_proration"),
@@ -352,6 +362,7 @@ customers = sa.Table(
     sa.Column("tax_rates", pg.ARRAY(sa.Text), nullable=False),
     sa.Column("grace_period_days", sa.Integer, nullable=True),
     sa.Column("payment_method", sa.Text, nullable=True),
+    sa.Column("payment_terms_days", sa.Integer, nullable=True),
     sa.Column("metadata", pg.JSONB, nullable=False),
     sa.Column("test_clock_id", sa.Uuid, nullable=True),
     sa.Column("created_at", TIMESTAMP, nullable=False),
@@ -582,6 +593,8 @@ usage_events = sa.Table(
     sa.Index(
         "ix_usage_events_xact", "xact", postgresql_using="brin", postgresql_with={"pages_per_range": 32}
     ),
+    # Late arrivals, which billing claims for the next invoice.
+    sa.Index("ix_usage_events_late", "tenant_id", "subscription_id", postgresql_where=sa.text("late")),
     postgresql_partition_by="RANGE (ts)",
 )
 
@@ -665,6 +678,228 @@ usage_rollup_state = sa.Table(
     _tenant_fk("usage_rollup_state"),
 )
 
+# Numbers handed out gap-free per tenant: one locked counter row per kind of document.
+document_counters = sa.Table(
+    "document_counters",
+    metadata,
+    _tenant_id(),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("last_number", sa.BigInteger, nullable=False),
+    sa.PrimaryKeyConstraint("tenant_id", "kind", name="pk_document_counters"),
+    _tenant_fk("document_counters"),
+    sa.CheckConstraint("kind in ('invoice','credit_note')", name="known_kind"),
+)
+
+# Amounts are integer minor units of `currency`. A finalized invoice is frozen by a trigger
+# (migration 0005): only its status and what was paid and credited against it move.
+invoices = sa.Table(
+    "invoices",
+    metadata,
+    _tenant_id(),
+    sa.Column("invoice_id", sa.Uuid, nullable=False),
+    sa.Column("customer_id", sa.Uuid, nullable=False),
+    sa.Column("subscription_id", sa.Uuid, nullable=True),
+    sa.Column("billing_point_id", sa.Uuid, nullable=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("currency", sa.Text, nullable=False),
+    sa.Column("number", sa.Text, nullable=True),
+    sa.Column("period_start", TIMESTAMP, nullable=True),
+    sa.Column("period_end", TIMESTAMP, nullable=True),
+    sa.Column("created_at", TIMESTAMP, nullable=False),
+    # When a draft finalizes on its own (its grace period's end); None for manual drafts.
+    sa.Column("finalize_at", TIMESTAMP, nullable=True),
+    sa.Column("finalized_at", TIMESTAMP, nullable=True),
+    sa.Column("due_at", TIMESTAMP, nullable=True),
+    sa.Column("paid_at", TIMESTAMP, nullable=True),
+    sa.Column("voided_at", TIMESTAMP, nullable=True),
+    sa.Column("uncollectible_at", TIMESTAMP, nullable=True),
+    sa.Column("subtotal", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("discount", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("tax", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("total", sa.BigInteger, nullable=False, server_default="0"),
+    # Customer credit balance used (negative: a credit invoice added to the balance).
+    sa.Column("credit_applied", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("amount_due", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("amount_paid", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("amount_credited", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("coupon_id", sa.Uuid, nullable=True),
+    sa.Column("seller", pg.JSONB, nullable=False, server_default="{}"),
+    sa.Column("buyer", pg.JSONB, nullable=False, server_default="{}"),
+    sa.Column("memo", sa.Text, nullable=True),
+    sa.Column("test_clock_id", sa.Uuid, nullable=True),
+    sa.Column("updated_at", TIMESTAMP, nullable=False),
+    sa.PrimaryKeyConstraint("tenant_id", "invoice_id", name="pk_invoices"),
+    sa.UniqueConstraint("tenant_id", "number", name="uq_invoices_tenant_id_number"),
+    # One invoice per billing point: a retried or racing billing run cannot double one.
+    sa.UniqueConstraint("tenant_id", "billing_point_id", name="uq_invoices_tenant_id_billing_point_id"),
+    _fk("invoices", ["customer_id"], "customers", ["customer_id"], "fk_invoices_customer"),
+    _fk("invoices", ["subscription_id"], "subscriptions", ["subscription_id"], "fk_invoices_subscription"),
+    _fk(
+        "invoices", ["billing_point_id"], "billing_points", ["billing_point_id"], "fk_invoices_billing_point"
+    ),
+    _fk("invoices", ["coupon_id"], "coupons", ["coupon_id"], "fk_invoices_coupon"),
+    sa.CheckConstraint("status in ('draft','open','paid','void','uncollectible')", name="known_status"),
+    sa.CheckConstraint("(status = 'draft') = (number is null)", name="numbered_once_final"),
+    sa.Index("ix_invoices_tenant_id_customer_id", "tenant_id", "customer_id"),
+    sa.Index("ix_invoices_tenant_id_subscription_id", "tenant_id", "subscription_id"),
+    sa.Index(
+        "ix_invoices_drafts_due", "tenant_id", "finalize_at", postgresql_where=sa.text("status = 'draft'")
+    ),
+)
+
+invoice_lines = sa.Table(
+    "invoice_lines",
+    metadata,
+    _tenant_id(),
+    sa.Column("invoice_id", sa.Uuid, nullable=False),
+    sa.Column("line_no", sa.Integer, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("charge", sa.Text, nullable=True),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("period_start", TIMESTAMP, nullable=True),
+    sa.Column("period_end", TIMESTAMP, nullable=True),
+    sa.Column("quantity", sa.Numeric, nullable=False),
+    sa.Column("unit_amount", sa.Numeric, nullable=True),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("discount", sa.BigInteger, nullable=False),
+    sa.Column("tax", sa.BigInteger, nullable=False),
+    # Each tax rate's share: [{code, name, rate, inclusive, amount}].
+    sa.Column("taxes", pg.JSONB, nullable=False),
+    sa.Column("plan_version_id", sa.Uuid, nullable=True),
+    # A usage line's meter, group and the window it rated (late usage re-rates that window).
+    sa.Column("meter_id", sa.Uuid, nullable=True),
+    sa.Column("usage_group", sa.Text, nullable=True),
+    sa.Column("window_start", TIMESTAMP, nullable=True),
+    sa.Column("window_end", TIMESTAMP, nullable=True),
+    # How it was computed: the price's parts (tiers, packages, caps).
+    sa.Column("details", pg.JSONB, nullable=False),
+    sa.PrimaryKeyConstraint("tenant_id", "invoice_id", "line_no", name="pk_invoice_lines"),
+    sa.ForeignKeyConstraint(
+        ["tenant_id", "invoice_id"],
+        ["invoices.tenant_id", "invoices.invoice_id"],
+        name="fk_invoice_lines_invoice",
+        ondelete="CASCADE",
+    ),
+    sa.CheckConstraint(
+        "kind in ('fee','proration','usage','minimum','late_usage','one_off')", name="known_kind"
+    ),
+)
+
+# Which billing points billing has handled, and the invoice each made (None: nothing to bill).
+billing_point_results = sa.Table(
+    "billing_point_results",
+    metadata,
+    _tenant_id(),
+    sa.Column("billing_point_id", sa.Uuid, nullable=False),
+    sa.Column("invoice_id", sa.Uuid, nullable=True),
+    sa.Column("processed_at", TIMESTAMP, nullable=False),
+    sa.PrimaryKeyConstraint("tenant_id", "billing_point_id", name="pk_billing_point_results"),
+    _fk(
+        "billing_point_results",
+        ["billing_point_id"],
+        "billing_points",
+        ["billing_point_id"],
+        "fk_billing_point_results_point",
+    ),
+)
+
+# Late events an invoice billed (as late_usage lines), so no later invoice bills them again.
+late_usage_claims = sa.Table(
+    "late_usage_claims",
+    metadata,
+    _tenant_id(),
+    sa.Column("subscription_id", sa.Uuid, nullable=False),
+    sa.Column("meter_id", sa.Uuid, nullable=False),
+    sa.Column("ts", TIMESTAMP, nullable=False),
+    sa.Column("event_id", sa.Text(collation="C"), nullable=False),
+    sa.Column("invoice_id", sa.Uuid, nullable=False),
+    sa.PrimaryKeyConstraint(
+        "tenant_id", "subscription_id", "meter_id", "ts", "event_id", name="pk_late_usage_claims"
+    ),
+    sa.ForeignKeyConstraint(
+        ["tenant_id", "invoice_id"],
+        ["invoices.tenant_id", "invoices.invoice_id"],
+        name="fk_late_usage_claims_invoice",
+        ondelete="CASCADE",
+    ),
+)
+
+credit_notes = sa.Table(
+    "credit_notes",
+    metadata,
+    _tenant_id(),
+    sa.Column("credit_note_id", sa.Uuid, nullable=False),
+    sa.Column("invoice_id", sa.Uuid, nullable=False),
+    sa.Column("customer_id", sa.Uuid, nullable=False),
+    sa.Column("number", sa.Text, nullable=False),
+    sa.Column("currency", sa.Text, nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("tax", sa.BigInteger, nullable=False),
+    # Where the credit went: off the invoice's amount remaining, and to the customer's balance.
+    sa.Column("to_invoice", sa.BigInteger, nullable=False),
+    sa.Column("to_balance", sa.BigInteger, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    # [{line_no, amount, tax}]: what it credits of each invoice line.
+    sa.Column("lines", pg.JSONB, nullable=False),
+    sa.Column("created_at", TIMESTAMP, nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.PrimaryKeyConstraint("tenant_id", "credit_note_id", name="pk_credit_notes"),
+    sa.UniqueConstraint("tenant_id", "number", name="uq_credit_notes_tenant_id_number"),
+    _fk("credit_notes", ["invoice_id"], "invoices", ["invoice_id"], "fk_credit_notes_invoice"),
+    _fk("credit_notes", ["customer_id"], "customers", ["customer_id"], "fk_credit_notes_customer"),
+    sa.Index("ix_credit_notes_tenant_id_invoice_id", "tenant_id", "invoice_id"),
+)
+
+payments = sa.Table(
+    "payments",
+    metadata,
+    _tenant_id(),
+    sa.Column("payment_id", sa.Uuid, nullable=False),
+    sa.Column("customer_id", sa.Uuid, nullable=False),
+    sa.Column("invoice_id", sa.Uuid, nullable=True),
+    sa.Column("currency", sa.Text, nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("method", sa.Text, nullable=False),
+    sa.Column("outcome", sa.Text, nullable=False),
+    sa.Column("reference", sa.Text, nullable=True),
+    sa.Column("failure_reason", sa.Text, nullable=True),
+    # Where a successful payment went: its invoice, and any overpayment to the balance.
+    sa.Column("to_invoice", sa.BigInteger, nullable=False),
+    sa.Column("to_balance", sa.BigInteger, nullable=False),
+    sa.Column("received_at", TIMESTAMP, nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.PrimaryKeyConstraint("tenant_id", "payment_id", name="pk_payments"),
+    _fk("payments", ["customer_id"], "customers", ["customer_id"], "fk_payments_customer"),
+    _fk("payments", ["invoice_id"], "invoices", ["invoice_id"], "fk_payments_invoice"),
+    sa.CheckConstraint("outcome in ('succeeded','failed')", name="known_outcome"),
+    sa.Index("ix_payments_tenant_id_invoice_id", "tenant_id", "invoice_id"),
+)
+
+# A customer's credit balance per currency is the sum of its entries (positive: in its favour).
+customer_balance_entries = sa.Table(
+    "customer_balance_entries",
+    metadata,
+    _tenant_id(),
+    sa.Column("entry_id", sa.Uuid, nullable=False),
+    sa.Column("customer_id", sa.Uuid, nullable=False),
+    sa.Column("currency", sa.Text, nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("source_id", sa.Uuid, nullable=False),
+    sa.Column("created_at", TIMESTAMP, nullable=False),
+    sa.PrimaryKeyConstraint("tenant_id", "entry_id", name="pk_customer_balance_entries"),
+    _fk(
+        "customer_balance_entries",
+        ["customer_id"],
+        "customers",
+        ["customer_id"],
+        "fk_customer_balance_entries_customer",
+    ),
+    sa.CheckConstraint("source in ('credit_note','payment','invoice','adjustment')", name="known_source"),
+    sa.Index("ix_customer_balance_entries_tenant_id_customer_id", "tenant_id", "customer_id"),
+)
+
 PARTITION_PREFIX = "usage_events_p"
 
 APPEND_ONLY_TABLES = (
@@ -674,4 +909,8 @@ APPEND_ONLY_TABLES = (
     "billing_points",
     "usage_events",
     "usage_event_ids",
+    "billing_point_results",
+    "credit_notes",
+    "payments",
+    "customer_balance_entries",
 )

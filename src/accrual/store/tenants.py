@@ -21,6 +21,12 @@ class Tenant:
     maker_checker: bool = False
     proration: str = "day"
     late_events: str = "bill_next"
+    grace_period_days: int = 0
+    payment_terms_days: int = 0
+    invoice_prefix: str = "ACC-"
+    credit_note_prefix: str = "CN-"
+    zero_amount_invoices: str = "mark_paid"
+    seller: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def snapshot(self) -> dict[str, Any]:
         """The tenant as the audit log and events record it."""
@@ -32,6 +38,12 @@ class Tenant:
             "maker_checker": self.maker_checker,
             "proration": self.proration,
             "late_events": self.late_events,
+            "grace_period_days": self.grace_period_days,
+            "payment_terms_days": self.payment_terms_days,
+            "invoice_prefix": self.invoice_prefix,
+            "credit_note_prefix": self.credit_note_prefix,
+            "zero_amount_invoices": self.zero_amount_invoices,
+            "seller": dict(self.seller),
         }
 
 
@@ -44,6 +56,12 @@ def tenant_from_row(row: sa.Row[Any]) -> Tenant:
         maker_checker=row.maker_checker,
         proration=row.proration,
         late_events=row.late_events,
+        grace_period_days=row.grace_period_days,
+        payment_terms_days=row.payment_terms_days,
+        invoice_prefix=row.invoice_prefix,
+        credit_note_prefix=row.credit_note_prefix,
+        zero_amount_invoices=row.zero_amount_invoices,
+        seller=dict(row.seller),
     )
 
 

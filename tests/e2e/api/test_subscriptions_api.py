@@ -71,7 +71,14 @@ def test_subscribe_advance_and_read_the_timeline(client: TestClient, h: dict[str
     advanced = client.post(
         f"/v1/test_clocks/{clock}/advance", json={"frozen_time": "2026-03-15T00:00:00Z"}, headers=h
     )
-    assert [s["at"] for s in advanced.json()["steps"]] == ["2026-02-01T00:00:00Z", "2026-03-01T00:00:00Z"]
+    # Each renewal, then billing of what it made due (the first invoice, from the start, too).
+    assert [(s["provider"], s["at"]) for s in advanced.json()["steps"]] == [
+        ("billing", "2026-01-01T00:00:00Z"),
+        ("subscriptions", "2026-02-01T00:00:00Z"),
+        ("billing", "2026-02-01T00:00:00Z"),
+        ("subscriptions", "2026-03-01T00:00:00Z"),
+        ("billing", "2026-03-01T00:00:00Z"),
+    ]
     by_external = client.get("/v1/subscriptions/external/sub_1", headers=h).json()
     assert by_external["id"] == sub["id"]
     assert by_external["current_period"]["start"] == "2026-03-01T00:00:00Z"

@@ -20,7 +20,10 @@ def test_renewals_as_the_clock_advances(world: World) -> None:
     sub = world.subscribe(plan="basic", external_id="sub_1")
     assert sub.status is rules.Status.ACTIVE
     advance = world.advance(d(2026, 4, 1))
-    assert [s.at for s in advance.steps] == [d(2026, 2, 1), d(2026, 3, 1), d(2026, 4, 1)]
+    renewals = [s.at for s in advance.steps if s.provider == "subscriptions"]
+    assert renewals == [d(2026, 2, 1), d(2026, 3, 1), d(2026, 4, 1)]
+    # Billing follows each point the lifecycle wrote, the start's included.
+    assert [s.at for s in advance.steps if s.provider == "billing"] == [d(2026, m, 1) for m in (1, 2, 3, 4)]
     after = world.get(sub)
     assert after.current_period is not None
     assert after.current_period.start == d(2026, 4, 1)

@@ -1,0 +1,1 @@
+"""Billing: invoices from billing points, drafts, finalization, corrections and payments."""

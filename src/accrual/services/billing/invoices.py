@@ -1,0 +1,646 @@
+"""Invoices: composed at billing points, edited as drafts, finalized, voided, marked uncollectible.
+
+Every operation is one unit of work with its audit record and outbox events. Finalizing
+takes the next number from the tenant's locked counter row (gap-free, in commit order),
+applies the customer's credit balance, and freezes the invoice: from then on the database
+refuses any change to its lines and amounts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from accrual.domain import codes, invoices, money
+from accrual.domain.errors import NotFound
+from accrual.domain.invoices import DraftLine, InvoiceStatus, LineKind
+from accrual.services import subscriptions as subscription_service
+from accrual.services.billing import compose
+from accrual.services.billing.compose import Billing
+from accrual.services.billing.views import InvoiceView
+from accrual.services.unit_of_work import Actor, UnitOfWork, read_only, unit_of_work
+from accrual.store import customers as customer_store
+from accrual.store import ids
+from accrual.store import invoices as store
+from accrual.store import subscriptions as subscription_store
+from accrual.store.database import TransactionSource
+from accrual.store.pagination import Page, fetch_page
+from accrual.store.schema import invoices as invoices_table
+from accrual.store.schema import subscriptions as subscriptions_table
+
+BILLING = Actor.system("billing")
+
+
+class InvoiceNotFound(NotFound):
+    title = "Invoice not found"
+
+
+class InvoiceLineNotFound(NotFound):
+    title = "Invoice line not found"
+
+
+# --- views -----------------------------------------------------------------------------------
+
+
+def views_of(conn: sa.Connection, rows: Sequence[sa.Row[Any]]) -> list[InvoiceView]:
+    """Views of invoice rows with their lines and their customers' and subscriptions' ids (3 queries)."""
+    if not rows:
+        return []
+    tenant_id = rows[0].tenant_id
+    lines = store.lines_of(conn, tenant_id=tenant_id, invoice_ids=[r.invoice_id for r in rows])
+    customers = customer_store.external_ids(
+        conn, tenant_id=tenant_id, customer_ids={r.customer_id for r in rows}
+    )
+    subscription_ids = {r.subscription_id for r in rows if r.subscription_id is not None}
+    subscriptions: dict[uuid.UUID, str] = {}
+    if subscription_ids:
+        for row in conn.execute(
+            sa.select(subscriptions_table.c.subscription_id, subscriptions_table.c.external_id).where(
+                subscriptions_table.c.tenant_id == tenant_id,
+                subscriptions_table.c.subscription_id.in_(sorted(subscription_ids)),
+            )
+        ):
+            subscriptions[row.subscription_id] = row.external_id or str(row.subscription_id)
+    return [
+        InvoiceView.of(
+            r,
+            lines[r.invoice_id],
+            customer=customers[r.customer_id],
+            subscription=subscriptions.get(r.subscription_id) if r.subscription_id else None,
+        )
+        for r in rows
+    ]
+
+
+def _view(conn: sa.Connection, row: sa.Row[Any]) -> InvoiceView:
+    return views_of(conn, [row])[0]
+
+
+def _require(
+    conn: sa.Connection, tenant_id: uuid.UUID, invoice_id: uuid.UUID, *, for_update: bool
+) -> sa.Row[Any]:
+    row = store.get(conn, tenant_id=tenant_id, invoice_id=invoice_id, for_update=for_update)
+    if row is None:
+        raise InvoiceNotFound(f"no invoice {invoice_id}")
+    return row
+
+
+def _reload(uow: UnitOfWork, invoice_id: uuid.UUID) -> sa.Row[Any]:
+    return _require(uow.conn, uow.tenant_id, invoice_id, for_update=False)
+
+
+def get_invoice(db: TransactionSource, *, tenant_id: uuid.UUID, invoice_id: uuid.UUID) -> InvoiceView:
+    with read_only(db) as conn:
+        return _view(conn, _require(conn, tenant_id, invoice_id, for_update=False))
+
+
+def find_invoice(db: TransactionSource, *, tenant_id: uuid.UUID, reference: str) -> InvoiceView:
+    """An invoice by its id or its number."""
+    with read_only(db) as conn:
+        row = store.get_by_number(conn, tenant_id=tenant_id, number=reference)
+        if row is None:
+            try:
+                row = store.get(conn, tenant_id=tenant_id, invoice_id=uuid.UUID(reference))
+            except ValueError:
+                row = None
+        if row is None:
+            raise InvoiceNotFound(f"no invoice {reference!r}")
+        return _view(conn, row)
+
+
+def list_invoices(
+    db: TransactionSource,
+    *,
+    tenant_id: uuid.UUID,
+    customer_id: uuid.UUID | None = None,
+    subscription_id: uuid.UUID | None = None,
+    status: str | None = None,
+    cursor: str | None,
+    limit: int,
+) -> Page[InvoiceView]:
+    query = store.select_invoices(tenant_id=tenant_id)
+    if customer_id is not None:
+        query = query.where(invoices_table.c.customer_id == customer_id)
+    if subscription_id is not None:
+        query = query.where(invoices_table.c.subscription_id == subscription_id)
+    if status is not None:
+        try:
+            query = query.where(invoices_table.c.status == InvoiceStatus(status).value)
+        except ValueError:
+            raise codes.InvalidValue(
+                f"status is one of {', '.join(s.value for s in InvoiceStatus)}", field="status"
+            ) from None
+    with read_only(db) as conn:
+        page = fetch_page(
+            conn,
+            query,
+            invoices_table.c.invoice_id,
+            cursor=cursor,
+            limit=limit,
+            descending=False,
+            to_item=lambda row: row,
+            key_of=lambda row: str(row.invoice_id),
+            parse_key=uuid.UUID,
+        )
+        return Page(items=views_of(conn, page.items), next_cursor=page.next_cursor)
+
+
+# --- composing -------------------------------------------------------------------------------
+
+
+def _subscription(uow: UnitOfWork, invoice: sa.Row[Any], *, lock: bool) -> sa.Row[Any] | None:
+    if invoice.subscription_id is None:
+        return None
+    return subscription_store.get(
+        uow.conn,
+        tenant_id=uow.tenant_id,
+        subscription_id=invoice.subscription_id,
+        lock="wait" if lock else None,
+    )
+
+
+def recompose(
+    uow: UnitOfWork, invoice: sa.Row[Any], billing: Billing, *, subscription: sa.Row[Any] | None
+) -> None:
+    """Compose a draft again from its fixed lines, fresh usage and unbilled late events."""
+    current = store.lines_of(uow.conn, tenant_id=uow.tenant_id, invoice_ids=[invoice.invoice_id])
+    lines: list[DraftLine] = compose.stored_fixed_lines(
+        uow.conn, current[invoice.invoice_id], tenant_id=uow.tenant_id, currency=billing.currency
+    )
+    if invoice.billing_point_id is not None and subscription is not None:
+        point = store.get_point(uow.conn, tenant_id=uow.tenant_id, billing_point_id=invoice.billing_point_id)
+        if point is not None:
+            lines += compose.point_usage_lines(
+                uow.conn, billing, subscription=subscription, usage=point.usage
+            )
+    if subscription is not None:
+        store.release_late_claims(uow.conn, tenant_id=uow.tenant_id, invoice_id=invoice.invoice_id)
+        lines += compose.late_usage_lines(
+            uow.conn, billing, subscription=subscription, invoice_id=invoice.invoice_id
+        )
+    compose.write_composition(
+        uow,
+        invoice,
+        lines,
+        billing,
+        coupon=compose.coupon_for(uow.conn, invoice=invoice, subscription=subscription),
+    )
+
+
+def bill_point(
+    db: TransactionSource, *, tenant_id: uuid.UUID, billing_point_id: uuid.UUID, now: dt.datetime
+) -> uuid.UUID | None:
+    """Compose the invoice of a billing point (and finalize it when there is no grace period).
+
+    Idempotent: a point already billed returns its result untouched. Returns the invoice's
+    id, or None when the point had no line to bill.
+    """
+    with unit_of_work(db, tenant_id=tenant_id, actor=BILLING, now=now) as uow:
+        point = store.get_point(uow.conn, tenant_id=tenant_id, billing_point_id=billing_point_id)
+        if point is None:
+            raise LookupError(f"no billing point {billing_point_id}")
+        # The invoice is dated at its billing point, however late the run.
+        uow.now = point.at
+        # The subscription's lock orders this after any ingestion still writing its usage.
+        subscription = subscription_store.get(
+            uow.conn, tenant_id=tenant_id, subscription_id=point.subscription_id, lock="wait"
+        )
+        if subscription is None:
+            raise LookupError(f"no subscription {point.subscription_id}")
+        if store.point_result(uow.conn, tenant_id=tenant_id, billing_point_id=billing_point_id):
+            return None
+        billing = Billing.load(uow.conn, tenant_id=tenant_id, customer_id=subscription.customer_id)
+        versions = compose._versions(
+            uow.conn, tenant_id, sorted({uuid.UUID(raw["plan_version_id"]) for raw in point.fee_lines})
+        )
+        lines = compose.fee_lines(point, versions)
+        lines += compose.point_usage_lines(uow.conn, billing, subscription=subscription, usage=point.usage)
+        grace = billing.grace_period_days
+        invoice = store.insert(
+            uow.conn,
+            {
+                "tenant_id": tenant_id,
+                "invoice_id": ids.new_id(),
+                "customer_id": subscription.customer_id,
+                "subscription_id": subscription.subscription_id,
+                "billing_point_id": billing_point_id,
+                "reason": point.reason,
+                "status": InvoiceStatus.DRAFT.value,
+                "currency": billing.currency.code,
+                "period_start": point.period_start,
+                "period_end": point.period_end,
+                "created_at": uow.now,
+                "finalize_at": uow.now + dt.timedelta(days=grace),
+                "test_clock_id": subscription.test_clock_id,
+                "updated_at": uow.now,
+            },
+        )
+        lines += compose.late_usage_lines(
+            uow.conn, billing, subscription=subscription, invoice_id=invoice.invoice_id
+        )
+        if not lines:
+            store.delete_draft(uow.conn, tenant_id=tenant_id, invoice_id=invoice.invoice_id)
+            store.record_point_result(
+                uow.conn, tenant_id=tenant_id, billing_point_id=billing_point_id, invoice_id=None, at=uow.now
+            )
+            return None
+        compose.write_composition(
+            uow,
+            invoice,
+            lines,
+            billing,
+            coupon=compose.coupon_for(uow.conn, invoice=invoice, subscription=subscription),
+        )
+        store.record_point_result(
+            uow.conn,
+            tenant_id=tenant_id,
+            billing_point_id=billing_point_id,
+            invoice_id=invoice.invoice_id,
+            at=uow.now,
+        )
+        invoice = _reload(uow, invoice.invoice_id)
+        view = _view(uow.conn, invoice)
+        uow.changed(
+            "invoice.created",
+            entity_type="invoice",
+            entity_id=str(invoice.invoice_id),
+            before=None,
+            after=view.snapshot(),
+        )
+        if grace == 0:
+            _finalize(uow, invoice, billing, subscription=subscription)
+        return invoice.invoice_id  # type: ignore[no-any-return]
+
+
+# --- finalizing ------------------------------------------------------------------------------
+
+
+def _party(row: sa.Row[Any]) -> dict[str, Any]:
+    return {
+        "id": row.external_id,
+        "name": row.name,
+        "email": row.email,
+        "address": dict(row.billing_address),
+        "tax_rates": list(row.tax_rates),
+    }
+
+
+def _finalize(
+    uow: UnitOfWork, invoice: sa.Row[Any], billing: Billing, *, subscription: sa.Row[Any] | None
+) -> InvoiceView:
+    """Number, settle and freeze a draft composed in this transaction."""
+    before = _view(uow.conn, invoice).snapshot()
+    currency = billing.currency
+    sequence = store.next_number(uow.conn, tenant_id=uow.tenant_id, kind="invoice")
+    number = invoices.format_number(billing.tenant.invoice_prefix, sequence)
+    total = money.Money(minor=invoice.total, currency=currency).amount
+    store.lock_customer_balance(uow.conn, tenant_id=uow.tenant_id, customer_id=invoice.customer_id)
+    balance = store.balance(
+        uow.conn, tenant_id=uow.tenant_id, customer_id=invoice.customer_id, currency=currency.code
+    )
+    settled = invoices.settle(
+        total=total, balance=money.Money(minor=max(balance, 0), currency=currency).amount
+    )
+    credit = money.to_minor_units(settled.credit_applied, currency)
+    if credit:
+        store.add_balance_entry(
+            uow.conn,
+            {
+                "tenant_id": uow.tenant_id,
+                "entry_id": ids.new_id(),
+                "customer_id": invoice.customer_id,
+                "currency": currency.code,
+                "amount": -credit,
+                "source": "invoice",
+                "source_id": invoice.invoice_id,
+                "created_at": uow.now,
+            },
+        )
+    due = money.to_minor_units(settled.amount_due, currency)
+    paid = due == 0 and billing.tenant.zero_amount_invoices == "mark_paid"
+    store.update(
+        uow.conn,
+        tenant_id=uow.tenant_id,
+        invoice_id=invoice.invoice_id,
+        values={
+            "status": (InvoiceStatus.PAID if paid else InvoiceStatus.OPEN).value,
+            "number": number,
+            "finalize_at": None,
+            "finalized_at": uow.now,
+            "due_at": invoices.due_at(uow.now, payment_terms_days=billing.payment_terms_days),
+            "paid_at": uow.now if paid else None,
+            "credit_applied": credit,
+            "amount_due": due,
+            "seller": dict(billing.tenant.seller)
+            | {"name": billing.tenant.seller.get("name", billing.tenant.name)},
+            "buyer": _party(billing.customer),
+            "updated_at": uow.now,
+        },
+    )
+    if subscription is not None:
+        windows = [
+            line.window_end
+            for line in store.lines_of(uow.conn, tenant_id=uow.tenant_id, invoice_ids=[invoice.invoice_id])[
+                invoice.invoice_id
+            ]
+            if line.kind == LineKind.USAGE and line.window_end is not None
+        ]
+        closed = max(windows, default=None)
+        if closed is not None and (
+            subscription.usage_closed_until is None or closed > subscription.usage_closed_until
+        ):
+            # Usage before this instant is invoiced: events for it that arrive later are late.
+            uow.conn.execute(
+                sa.update(subscriptions_table)
+                .where(
+                    subscriptions_table.c.tenant_id == uow.tenant_id,
+                    subscriptions_table.c.subscription_id == subscription.subscription_id,
+                )
+                .values(usage_closed_until=closed)
+            )
+    view = _view(uow.conn, _reload(uow, invoice.invoice_id))
+    uow.record(
+        "invoice.finalized",
+        entity_type="invoice",
+        entity_id=str(invoice.invoice_id),
+        before=before,
+        after=view.snapshot(),
+    )
+    payload = view.snapshot()
+    uow.emit("invoice.finalized", entity_type="invoice", entity_id=str(invoice.invoice_id), payload=payload)
+    if paid:
+        uow.emit("invoice.paid", entity_type="invoice", entity_id=str(invoice.invoice_id), payload=payload)
+    return view
+
+
+def finalize_draft(
+    db: TransactionSource, *, tenant_id: uuid.UUID, invoice_id: uuid.UUID, actor: Actor, now: dt.datetime
+) -> InvoiceView:
+    """Finalize a draft now: compose it afresh (usage to this moment), number it, freeze it."""
+    with unit_of_work(db, tenant_id=tenant_id, actor=actor, now=now) as uow:
+        probe = _require(uow.conn, tenant_id, invoice_id, for_update=False)
+        subscription = _subscription(uow, probe, lock=True)
+        invoice = _require(uow.conn, tenant_id, invoice_id, for_update=True)
+        invoices.check_move(InvoiceStatus(invoice.status), InvoiceStatus.OPEN, number=invoice.number)
+        _on_clock(uow, invoice)
+        billing = Billing.load(uow.conn, tenant_id=tenant_id, customer_id=invoice.customer_id)
+        recompose(uow, invoice, billing, subscription=subscription)
+        invoice = _reload(uow, invoice_id)
+        if not store.lines_of(uow.conn, tenant_id=tenant_id, invoice_ids=[invoice_id])[invoice_id]:
+            raise invoices.InvoiceStateConflict(
+                "an invoice without lines cannot be finalized", field="/lines"
+            )
+        return _finalize(uow, invoice, billing, subscription=subscription)
+
+
+# --- editing drafts --------------------------------------------------------------------------
+
+
+def _on_clock(uow: UnitOfWork, invoice: sa.Row[Any]) -> None:
+    """Act as of the customer's clock (a test clock's time, or the real one)."""
+    uow.now = subscription_service.effective_now(
+        uow.conn, tenant_id=uow.tenant_id, test_clock_id=invoice.test_clock_id, now=uow.now
+    )
+
+
+def _draft(uow: UnitOfWork, invoice_id: uuid.UUID) -> tuple[sa.Row[Any], sa.Row[Any] | None]:
+    probe = _require(uow.conn, uow.tenant_id, invoice_id, for_update=False)
+    subscription = _subscription(uow, probe, lock=True)
+    invoice = _require(uow.conn, uow.tenant_id, invoice_id, for_update=True)
+    _on_clock(uow, invoice)
+    if invoice.status != InvoiceStatus.DRAFT:
+        raise invoices.InvoiceStateConflict(
+            f"invoice {invoice.number} is {invoice.status}: only a draft can be edited",
+            context={"status": invoice.status},
+        )
+    return invoice, subscription
+
+
+def _edited(
+    uow: UnitOfWork,
+    invoice: sa.Row[Any],
+    subscription: sa.Row[Any] | None,
+    action: str,
+    before: Mapping[str, Any],
+) -> InvoiceView:
+    billing = Billing.load(uow.conn, tenant_id=uow.tenant_id, customer_id=invoice.customer_id)
+    recompose(uow, invoice, billing, subscription=subscription)
+    view = _view(uow.conn, _reload(uow, invoice.invoice_id))
+    uow.changed(
+        action, entity_type="invoice", entity_id=str(invoice.invoice_id), before=before, after=view.snapshot()
+    )
+    return view
+
+
+def add_line(
+    db: TransactionSource,
+    *,
+    tenant_id: uuid.UUID,
+    invoice_id: uuid.UUID,
+    spec: Mapping[str, object],
+    actor: Actor,
+    now: dt.datetime,
+) -> InvoiceView:
+    """Add a one-off line to a draft: {description, amount, quantity?} (amount is the line's total)."""
+    codes.only_keys(spec, ("description", "amount", "quantity"), pointer="", what="an invoice line")
+    description = spec.get("description")
+    if not isinstance(description, str) or not 1 <= len(description.strip()) <= 500:
+        raise codes.InvalidValue("description is text of 1 to 500 characters", field="/description")
+    raw_amount = codes.required(spec, "amount", pointer="", what="an invoice line")
+    if isinstance(raw_amount, bool) or not isinstance(raw_amount, str | int | Decimal):
+        raise money.InvalidNumber(f"{raw_amount!r} is not an exact decimal amount", field="/amount")
+    amount = money.parse_decimal(raw_amount)
+    raw_quantity = spec.get("quantity", 1)
+    if isinstance(raw_quantity, bool) or not isinstance(raw_quantity, str | int | Decimal):
+        raise money.InvalidNumber(f"{raw_quantity!r} is not an exact decimal quantity", field="/quantity")
+    quantity = money.parse_decimal(raw_quantity)
+    with unit_of_work(db, tenant_id=tenant_id, actor=actor, now=now) as uow:
+        invoice, subscription = _draft(uow, invoice_id)
+        currency = money.currency(invoice.currency)
+        try:
+            minor = money.to_minor_units(amount, currency)
+        except money.InexactAmount as error:
+            error.field = "/amount"
+            raise
+        before = _view(uow.conn, invoice).snapshot()
+        lines = store.lines_of(uow.conn, tenant_id=tenant_id, invoice_ids=[invoice_id])[invoice_id]
+        store.insert_lines(
+            uow.conn,
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "invoice_id": invoice_id,
+                    "line_no": max((line.line_no for line in lines), default=0) + 1,
+                    "kind": LineKind.ONE_OFF.value,
+                    "charge": None,
+                    "description": description.strip(),
+                    "period_start": None,
+                    "period_end": None,
+                    "quantity": quantity,
+                    "unit_amount": None,
+                    "amount": minor,
+                    "discount": 0,
+                    "tax": 0,
+                    "taxes": [],
+                    "plan_version_id": None,
+                    "meter_id": None,
+                    "usage_group": None,
+                    "window_start": None,
+                    "window_end": None,
+                    "details": {"added_by": str(actor)},
+                }
+            ],
+        )
+        return _edited(uow, invoice, subscription, "invoice.updated", before)
+
+
+def remove_line(
+    db: TransactionSource,
+    *,
+    tenant_id: uuid.UUID,
+    invoice_id: uuid.UUID,
+    line_no: int,
+    actor: Actor,
+    now: dt.datetime,
+) -> InvoiceView:
+    """Remove a one-off line from a draft (computed lines are recomputed, not removed)."""
+    with unit_of_work(db, tenant_id=tenant_id, actor=actor, now=now) as uow:
+        invoice, subscription = _draft(uow, invoice_id)
+        before = _view(uow.conn, invoice).snapshot()
+        lines = store.lines_of(uow.conn, tenant_id=tenant_id, invoice_ids=[invoice_id])[invoice_id]
+        found = next((line for line in lines if line.line_no == line_no), None)
+        if found is None:
+            raise InvoiceLineNotFound(f"invoice has no line {line_no}")
+        if found.kind != LineKind.ONE_OFF:
+            raise invoices.InvoiceStateConflict(
+                f"line {line_no} is a {found.kind} line computed by billing; only one-off lines are removed",
+                field="/line_no",
+            )
+        uow.conn.execute(
+            sa.text("delete from invoice_lines where tenant_id = :t and invoice_id = :i and line_no = :n"),
+            {"t": tenant_id, "i": invoice_id, "n": line_no},
+        )
+        return _edited(uow, invoice, subscription, "invoice.updated", before)
+
+
+def refresh_draft(
+    db: TransactionSource, *, tenant_id: uuid.UUID, invoice_id: uuid.UUID, actor: Actor, now: dt.datetime
+) -> InvoiceView:
+    """Rate a draft's usage again, with every event counted so far."""
+    with unit_of_work(db, tenant_id=tenant_id, actor=actor, now=now) as uow:
+        invoice, subscription = _draft(uow, invoice_id)
+        return _edited(uow, invoice, subscription, "invoice.updated", _view(uow.conn, invoice).snapshot())
+
+
+def delete_draft(
+    db: TransactionSource, *, tenant_id: uuid.UUID, invoice_id: uuid.UUID, actor: Actor, now: dt.datetime
+) -> None:
+    """Delete a draft. Its billing point stays handled (its lines are not billed again); its
+    late events are released to the next invoice."""
+    with unit_of_work(db, tenant_id=tenant_id, actor=actor, now=now) as uow:
+        invoice, _ = _draft(uow, invoice_id)
+        before = _view(uow.conn, invoice).snapshot()
+        store.delete_draft(uow.conn, tenant_id=tenant_id, invoice_id=invoice_id)
+        uow.changed(
+            "invoice.deleted", entity_type="invoice", entity_id=str(invoice_id), before=before, after=None
+        )
+
+
+# --- status moves ----------------------------------------------------------------------------
+
+
+def _move(
+    db: TransactionSource,
+    *,
+    tenant_id: uuid.UUID,
+    invoice_id: uuid.UUID,
+    to: InvoiceStatus,
+    stamp_column: str,
+    event: str,
+    actor: Actor,
+    now: dt.datetime,
+) -> InvoiceView:
+    with unit_of_work(db, tenant_id=tenant_id, actor=actor, now=now) as uow:
+        invoice = _require(uow.conn, tenant_id, invoice_id, for_update=True)
+        _on_clock(uow, invoice)
+        invoices.check_move(InvoiceStatus(invoice.status), to, number=invoice.number)
+        before = _view(uow.conn, invoice).snapshot()
+        store.update(
+            uow.conn,
+            tenant_id=tenant_id,
+            invoice_id=invoice_id,
+            values={"status": to.value, stamp_column: uow.now, "updated_at": uow.now},
+        )
+        view = _view(uow.conn, _reload(uow, invoice_id))
+        uow.changed(
+            event, entity_type="invoice", entity_id=str(invoice_id), before=before, after=view.snapshot()
+        )
+        return view
+
+
+def void_invoice(
+    db: TransactionSource, *, tenant_id: uuid.UUID, invoice_id: uuid.UUID, actor: Actor, now: dt.datetime
+) -> InvoiceView:
+    """Void an open (or uncollectible) invoice: nothing more is owed on it, and its lines are
+    not billed again. Payments already made on it stay with the customer as credit."""
+    with unit_of_work(db, tenant_id=tenant_id, actor=actor, now=now) as uow:
+        invoice = _require(uow.conn, tenant_id, invoice_id, for_update=True)
+        _on_clock(uow, invoice)
+        invoices.check_move(InvoiceStatus(invoice.status), InvoiceStatus.VOID, number=invoice.number)
+        before = _view(uow.conn, invoice).snapshot()
+        refund = (
+            invoice.amount_paid + invoice.credit_applied
+            if invoice.credit_applied > 0
+            else invoice.amount_paid
+        )
+        if refund:
+            store.lock_customer_balance(uow.conn, tenant_id=tenant_id, customer_id=invoice.customer_id)
+            store.add_balance_entry(
+                uow.conn,
+                {
+                    "tenant_id": tenant_id,
+                    "entry_id": ids.new_id(),
+                    "customer_id": invoice.customer_id,
+                    "currency": invoice.currency,
+                    "amount": refund,
+                    "source": "invoice",
+                    "source_id": invoice_id,
+                    "created_at": uow.now,
+                },
+            )
+        store.update(
+            uow.conn,
+            tenant_id=tenant_id,
+            invoice_id=invoice_id,
+            values={"status": InvoiceStatus.VOID.value, "voided_at": uow.now, "updated_at": uow.now},
+        )
+        view = _view(uow.conn, _reload(uow, invoice_id))
+        uow.changed(
+            "invoice.voided",
+            entity_type="invoice",
+            entity_id=str(invoice_id),
+            before=before,
+            after=view.snapshot(),
+        )
+        return view
+
+
+def mark_uncollectible(
+    db: TransactionSource, *, tenant_id: uuid.UUID, invoice_id: uuid.UUID, actor: Actor, now: dt.datetime
+) -> InvoiceView:
+    """Mark an open invoice uncollectible (written off); it may still be paid or voided later."""
+    return _move(
+        db,
+        tenant_id=tenant_id,
+        invoice_id=invoice_id,
+        to=InvoiceStatus.UNCOLLECTIBLE,
+        stamp_column="uncollectible_at",
+        event="invoice.marked_uncollectible",
+        actor=actor,
+        now=now,
+    )

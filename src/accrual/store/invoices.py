@@ -1,0 +1,441 @@
+"""Invoices, their lines, numbers, credit notes, payments and customer balances.
+
+Amounts here are integer minor units, as stored; services turn them into `Decimal`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from accrual.domain.errors import Conflict
+from accrual.store import constraints
+from accrual.store.schema import (
+    billing_point_results,
+    billing_points,
+    credit_notes,
+    customer_balance_entries,
+    invoice_lines,
+    invoices,
+    late_usage_claims,
+    payments,
+    subscriptions,
+)
+
+
+class InvoiceAlreadyComposed(Conflict):
+    title = "Billing point already invoiced"
+
+
+constraints.register(
+    "uq_invoices_tenant_id_billing_point_id",
+    lambda: InvoiceAlreadyComposed("this billing point already has its invoice"),
+)
+
+
+# --- numbers ---------------------------------------------------------------------------------
+
+
+def next_number(conn: sa.Connection, *, tenant_id: uuid.UUID, kind: str) -> int:
+    """The next number of `kind` for the tenant, gap-free.
+
+    The counter row stays locked until the transaction ends, so numbers are handed out in
+    commit order, and a rolled-back transaction gives its number back.
+    """
+    statement = sa.text(
+        "insert into document_counters (tenant_id, kind, last_number) values (:t, :k, 1) "
+        "on conflict (tenant_id, kind) do update set last_number = document_counters.last_number + 1 "
+        "returning last_number"
+    )
+    number: int = conn.execute(statement, {"t": tenant_id, "k": kind}).scalar_one()
+    return number
+
+
+# --- invoices --------------------------------------------------------------------------------
+
+
+def insert(conn: sa.Connection, values: Mapping[str, Any]) -> sa.Row[Any]:
+    return conn.execute(sa.insert(invoices).values(dict(values)).returning(invoices)).one()
+
+
+def get(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, invoice_id: uuid.UUID, for_update: bool = False
+) -> sa.Row[Any] | None:
+    query = sa.select(invoices).where(invoices.c.tenant_id == tenant_id, invoices.c.invoice_id == invoice_id)
+    if for_update:
+        query = query.with_for_update()
+    return conn.execute(query).first()
+
+
+def require(conn: sa.Connection, *, tenant_id: uuid.UUID, invoice_id: uuid.UUID) -> sa.Row[Any]:
+    """An invoice known to exist (read back after a change in the same transaction)."""
+    return conn.execute(
+        sa.select(invoices).where(invoices.c.tenant_id == tenant_id, invoices.c.invoice_id == invoice_id)
+    ).one()
+
+
+def get_by_number(conn: sa.Connection, *, tenant_id: uuid.UUID, number: str) -> sa.Row[Any] | None:
+    return conn.execute(
+        sa.select(invoices).where(invoices.c.tenant_id == tenant_id, invoices.c.number == number)
+    ).first()
+
+
+def update(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, invoice_id: uuid.UUID, values: Mapping[str, Any]
+) -> None:
+    conn.execute(
+        sa.update(invoices)
+        .where(invoices.c.tenant_id == tenant_id, invoices.c.invoice_id == invoice_id)
+        .values(dict(values))
+    )
+
+
+def delete_draft(conn: sa.Connection, *, tenant_id: uuid.UUID, invoice_id: uuid.UUID) -> None:
+    """Delete a draft and its lines (the database refuses for a finalized invoice)."""
+    conn.execute(
+        sa.delete(invoices).where(invoices.c.tenant_id == tenant_id, invoices.c.invoice_id == invoice_id)
+    )
+
+
+def select_invoices(*, tenant_id: uuid.UUID) -> sa.Select[Any]:
+    return sa.select(invoices).where(invoices.c.tenant_id == tenant_id)
+
+
+def lines_of(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, invoice_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[sa.Row[Any]]]:
+    """The lines of these invoices, in order, by invoice (one query)."""
+    found: dict[uuid.UUID, list[sa.Row[Any]]] = {invoice_id: [] for invoice_id in invoice_ids}
+    if not invoice_ids:
+        return found
+    rows = conn.execute(
+        sa.select(invoice_lines)
+        .where(invoice_lines.c.tenant_id == tenant_id, invoice_lines.c.invoice_id.in_(list(invoice_ids)))
+        .order_by(invoice_lines.c.invoice_id, invoice_lines.c.line_no)
+    )
+    for row in rows:
+        found[row.invoice_id].append(row)
+    return found
+
+
+def insert_lines(conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    if rows:
+        conn.execute(sa.insert(invoice_lines), [dict(r) for r in rows])
+
+
+def delete_lines(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, invoice_id: uuid.UUID, kinds: Sequence[str] | None = None
+) -> None:
+    query = sa.delete(invoice_lines).where(
+        invoice_lines.c.tenant_id == tenant_id, invoice_lines.c.invoice_id == invoice_id
+    )
+    if kinds is not None:
+        query = query.where(invoice_lines.c.kind.in_(list(kinds)))
+    conn.execute(query)
+
+
+def coupon_periods_used(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, subscription_id: uuid.UUID, coupon_id: uuid.UUID
+) -> int:
+    """How many of the subscription's invoices the coupon has discounted so far."""
+    found: int = conn.execute(
+        sa.select(sa.func.count())
+        .select_from(invoices)
+        .where(
+            invoices.c.tenant_id == tenant_id,
+            invoices.c.subscription_id == subscription_id,
+            invoices.c.coupon_id == coupon_id,
+        )
+    ).scalar_one()
+    return found
+
+
+# --- billing points --------------------------------------------------------------------------
+
+
+def _unbilled_points(tenant_id: uuid.UUID | None, test_clock_id: uuid.UUID | None) -> sa.Select[Any]:
+    done = sa.select(billing_point_results.c.billing_point_id).where(
+        billing_point_results.c.tenant_id == billing_points.c.tenant_id,
+        billing_point_results.c.billing_point_id == billing_points.c.billing_point_id,
+    )
+    query = sa.select(billing_points).where(~sa.exists(done))
+    if test_clock_id is None:
+        query = query.where(billing_points.c.test_clock_id.is_(None))
+    else:
+        query = query.where(
+            billing_points.c.tenant_id == tenant_id, billing_points.c.test_clock_id == test_clock_id
+        )
+    return query
+
+
+def earliest_unbilled_point(
+    conn: sa.Connection, *, tenant_id: uuid.UUID | None, test_clock_id: uuid.UUID | None, until: dt.datetime
+) -> dt.datetime | None:
+    inner = _unbilled_points(tenant_id, test_clock_id).where(billing_points.c.at <= until).subquery()
+    found: dt.datetime | None = conn.execute(sa.select(sa.func.min(inner.c.at))).scalar_one()
+    return found
+
+
+def unbilled_points(
+    conn: sa.Connection,
+    *,
+    tenant_id: uuid.UUID | None,
+    test_clock_id: uuid.UUID | None,
+    at: dt.datetime,
+    limit: int,
+) -> list[sa.Row[Any]]:
+    """Billing points due at or before `at` without a result, in the order their invoices are
+    numbered: by instant, then by when their subscriptions were created."""
+    query = (
+        _unbilled_points(tenant_id, test_clock_id)
+        .join(
+            subscriptions,
+            (subscriptions.c.tenant_id == billing_points.c.tenant_id)
+            & (subscriptions.c.subscription_id == billing_points.c.subscription_id),
+        )
+        .where(billing_points.c.at <= at)
+        .order_by(
+            billing_points.c.at,
+            subscriptions.c.created_at,
+            subscriptions.c.subscription_id,
+            billing_points.c.history_seq,
+        )
+        .limit(limit)
+    )
+    return list(conn.execute(query))
+
+
+def get_point(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, billing_point_id: uuid.UUID
+) -> sa.Row[Any] | None:
+    return conn.execute(
+        sa.select(billing_points).where(
+            billing_points.c.tenant_id == tenant_id, billing_points.c.billing_point_id == billing_point_id
+        )
+    ).first()
+
+
+def point_result(conn: sa.Connection, *, tenant_id: uuid.UUID, billing_point_id: uuid.UUID) -> bool:
+    return (
+        conn.execute(
+            sa.select(billing_point_results.c.billing_point_id).where(
+                billing_point_results.c.tenant_id == tenant_id,
+                billing_point_results.c.billing_point_id == billing_point_id,
+            )
+        ).first()
+        is not None
+    )
+
+
+def record_point_result(
+    conn: sa.Connection,
+    *,
+    tenant_id: uuid.UUID,
+    billing_point_id: uuid.UUID,
+    invoice_id: uuid.UUID | None,
+    at: dt.datetime,
+) -> None:
+    conn.execute(
+        sa.insert(billing_point_results).values(
+            tenant_id=tenant_id, billing_point_id=billing_point_id, invoice_id=invoice_id, processed_at=at
+        )
+    )
+
+
+# --- drafts that finalize on their own ----------------------------------------------------------
+
+
+def _drafts_due(tenant_id: uuid.UUID | None, test_clock_id: uuid.UUID | None) -> sa.Select[Any]:
+    query = sa.select(invoices).where(invoices.c.status == "draft", invoices.c.finalize_at.is_not(None))
+    if test_clock_id is None:
+        return query.where(invoices.c.test_clock_id.is_(None))
+    return query.where(invoices.c.tenant_id == tenant_id, invoices.c.test_clock_id == test_clock_id)
+
+
+def earliest_draft_due(
+    conn: sa.Connection, *, tenant_id: uuid.UUID | None, test_clock_id: uuid.UUID | None, until: dt.datetime
+) -> dt.datetime | None:
+    inner = _drafts_due(tenant_id, test_clock_id).where(invoices.c.finalize_at <= until).subquery()
+    found: dt.datetime | None = conn.execute(sa.select(sa.func.min(inner.c.finalize_at))).scalar_one()
+    return found
+
+
+def drafts_due(
+    conn: sa.Connection,
+    *,
+    tenant_id: uuid.UUID | None,
+    test_clock_id: uuid.UUID | None,
+    at: dt.datetime,
+    limit: int,
+) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """(tenant, invoice) of drafts due to finalize at or before `at`, in numbering order."""
+    query = (
+        _drafts_due(tenant_id, test_clock_id)
+        .outerjoin(
+            subscriptions,
+            (subscriptions.c.tenant_id == invoices.c.tenant_id)
+            & (subscriptions.c.subscription_id == invoices.c.subscription_id),
+        )
+        .where(invoices.c.finalize_at <= at)
+        .order_by(
+            invoices.c.finalize_at, subscriptions.c.created_at, invoices.c.created_at, invoices.c.invoice_id
+        )
+        .limit(limit)
+    )
+    return [(row.tenant_id, row.invoice_id) for row in conn.execute(query)]
+
+
+# --- late usage -----------------------------------------------------------------------------------
+
+
+def claim_late_usage(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, subscription_id: uuid.UUID, invoice_id: uuid.UUID
+) -> list[sa.Row[Any]]:
+    """Claim the subscription's late events no invoice has billed yet, for `invoice_id`.
+
+    Returns the claimed (meter_id, ts, event_id). A concurrent claim of the same event
+    waits on the primary key, then skips it.
+    """
+    claimed = conn.execute(
+        sa.text(
+            "insert into late_usage_claims (tenant_id, subscription_id, meter_id, ts, event_id, invoice_id) "
+            "select e.tenant_id, e.subscription_id, e.meter_id, e.ts, e.event_id, :i from usage_events e "
+            "where e.tenant_id = :t and e.subscription_id = :s and e.late and not exists ("
+            " select 1 from late_usage_claims c where c.tenant_id = e.tenant_id "
+            " and c.subscription_id = e.subscription_id and c.meter_id = e.meter_id and c.ts = e.ts "
+            " and c.event_id = e.event_id) "
+            "on conflict do nothing returning meter_id, ts, event_id"
+        ),
+        {"t": tenant_id, "s": subscription_id, "i": invoice_id},
+    )
+    return list(claimed)
+
+
+def release_late_claims(conn: sa.Connection, *, tenant_id: uuid.UUID, invoice_id: uuid.UUID) -> None:
+    conn.execute(
+        sa.delete(late_usage_claims).where(
+            late_usage_claims.c.tenant_id == tenant_id, late_usage_claims.c.invoice_id == invoice_id
+        )
+    )
+
+
+def billed_usage_lines(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, subscription_id: uuid.UUID, meter_ids: Sequence[uuid.UUID]
+) -> list[sa.Row[Any]]:
+    """Usage, minimum and late-usage lines already billed to the subscription for these meters
+    (drafts included), with their window, to find what a late event's window was billed."""
+    return list(
+        conn.execute(
+            sa.select(invoice_lines)
+            .join(
+                invoices,
+                (invoices.c.tenant_id == invoice_lines.c.tenant_id)
+                & (invoices.c.invoice_id == invoice_lines.c.invoice_id),
+            )
+            .where(
+                invoices.c.tenant_id == tenant_id,
+                invoices.c.subscription_id == subscription_id,
+                invoice_lines.c.meter_id.in_(list(meter_ids)),
+                invoice_lines.c.window_start.is_not(None),
+            )
+            .order_by(invoice_lines.c.window_start)
+        )
+    )
+
+
+# --- balances, credit notes, payments -------------------------------------------------------
+
+
+def balance(conn: sa.Connection, *, tenant_id: uuid.UUID, customer_id: uuid.UUID, currency: str) -> int:
+    """The customer's credit balance in `currency`, in minor units (positive: in its favour)."""
+    found: int = conn.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(customer_balance_entries.c.amount), 0)).where(
+            customer_balance_entries.c.tenant_id == tenant_id,
+            customer_balance_entries.c.customer_id == customer_id,
+            customer_balance_entries.c.currency == currency,
+        )
+    ).scalar_one()
+    return int(found)
+
+
+def balances(conn: sa.Connection, *, tenant_id: uuid.UUID, customer_id: uuid.UUID) -> dict[str, int]:
+    rows = conn.execute(
+        sa.select(customer_balance_entries.c.currency, sa.func.sum(customer_balance_entries.c.amount))
+        .where(
+            customer_balance_entries.c.tenant_id == tenant_id,
+            customer_balance_entries.c.customer_id == customer_id,
+        )
+        .group_by(customer_balance_entries.c.currency)
+        .order_by(customer_balance_entries.c.currency)
+    )
+    return {currency: int(amount) for currency, amount in rows}
+
+
+def add_balance_entry(conn: sa.Connection, values: Mapping[str, Any]) -> None:
+    conn.execute(sa.insert(customer_balance_entries).values(dict(values)))
+
+
+def lock_customer_balance(conn: sa.Connection, *, tenant_id: uuid.UUID, customer_id: uuid.UUID) -> None:
+    """Serialize changes to one customer's balance (a transaction-scoped advisory lock)."""
+    conn.execute(
+        sa.text("select pg_advisory_xact_lock(hashtextextended(:k, 7))"),
+        {"k": f"balance:{tenant_id}:{customer_id}"},
+    )
+
+
+def insert_credit_note(conn: sa.Connection, values: Mapping[str, Any]) -> sa.Row[Any]:
+    return conn.execute(sa.insert(credit_notes).values(dict(values)).returning(credit_notes)).one()
+
+
+def credit_notes_of(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, invoice_ids: Sequence[uuid.UUID]
+) -> list[sa.Row[Any]]:
+    if not invoice_ids:
+        return []
+    return list(
+        conn.execute(
+            sa.select(credit_notes)
+            .where(credit_notes.c.tenant_id == tenant_id, credit_notes.c.invoice_id.in_(list(invoice_ids)))
+            .order_by(credit_notes.c.created_at, credit_notes.c.number)
+        )
+    )
+
+
+def select_credit_notes(*, tenant_id: uuid.UUID) -> sa.Select[Any]:
+    return sa.select(credit_notes).where(credit_notes.c.tenant_id == tenant_id)
+
+
+def get_credit_note(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, credit_note_id: uuid.UUID
+) -> sa.Row[Any] | None:
+    return conn.execute(
+        sa.select(credit_notes).where(
+            credit_notes.c.tenant_id == tenant_id, credit_notes.c.credit_note_id == credit_note_id
+        )
+    ).first()
+
+
+def insert_payment(conn: sa.Connection, values: Mapping[str, Any]) -> sa.Row[Any]:
+    return conn.execute(sa.insert(payments).values(dict(values)).returning(payments)).one()
+
+
+def payments_of(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, invoice_ids: Sequence[uuid.UUID]
+) -> list[sa.Row[Any]]:
+    if not invoice_ids:
+        return []
+    return list(
+        conn.execute(
+            sa.select(payments)
+            .where(payments.c.tenant_id == tenant_id, payments.c.invoice_id.in_(list(invoice_ids)))
+            .order_by(payments.c.received_at, payments.c.payment_id)
+        )
+    )
+
+
+def select_payments(*, tenant_id: uuid.UUID) -> sa.Select[Any]:
+    return sa.select(payments).where(payments.c.tenant_id == tenant_id)
