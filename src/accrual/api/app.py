@@ -8,7 +8,17 @@ import accrual
 from accrual.api import problems
 from accrual.api.deps import AppServices
 from accrual.api.metrics import MetricsMiddleware
-from accrual.api.routes import api_keys, audit, catalog, events, health, subscriptions, tenant, test_clocks
+from accrual.api.routes import (
+    api_keys,
+    audit,
+    catalog,
+    events,
+    health,
+    invoices,
+    subscriptions,
+    tenant,
+    test_clocks,
+)
 from accrual.domain.clock import Clock
 from accrual.integrations.system_clock import SYSTEM_CLOCK
 from accrual.services.due_work import DueWorkRegistry
@@ -49,6 +59,6 @@ def create_app(
     app.state.services = AppServices(db=db, clock=clock, registry=registry or default_registry())
     problems.install(app)
     app.add_middleware(MetricsMiddleware)
-    for module in (health, tenant, api_keys, catalog, subscriptions, events, test_clocks, audit):
+    for module in (health, tenant, api_keys, catalog, subscriptions, events, invoices, test_clocks, audit):
         app.include_router(module.router)
     return app

@@ -36,6 +36,19 @@ def list_of(model: type[T], page: Page[Any], convert: Any) -> ListOf[T]:
     )
 
 
+class BillingSettings(BaseModel):
+    grace_period_days: int | None = Field(
+        default=None, description="Days a draft invoice stays editable before it finalizes (0: at once)."
+    )
+    payment_terms_days: int | None = Field(default=None, description="Net N: days from finalization to due.")
+    invoice_prefix: str | None = Field(default=None, description="Invoice numbers are this and 6 digits.")
+    credit_note_prefix: str | None = None
+    zero_amount_invoices: Literal["mark_paid", "leave_open"] | None = None
+    seller: dict[str, Any] | None = Field(
+        default=None, description="Printed on documents: {name, address, tax_id, email, phone}."
+    )
+
+
 class TenantOut(BaseModel):
     object: Literal["tenant"] = "tenant"
     id: uuid.UUID
@@ -46,6 +59,7 @@ class TenantOut(BaseModel):
     late_events: Literal["bill_next", "reject"] = Field(
         description="Usage for an invoiced period: billed on the next invoice, or refused."
     )
+    billing: BillingSettings
     created_at: dt.datetime
 
     @classmethod
@@ -57,6 +71,14 @@ class TenantOut(BaseModel):
             maker_checker=tenant.maker_checker,
             proration=tenant.proration,
             late_events=tenant.late_events,
+            billing=BillingSettings(
+                grace_period_days=tenant.grace_period_days,
+                payment_terms_days=tenant.payment_terms_days,
+                invoice_prefix=tenant.invoice_prefix,
+                credit_note_prefix=tenant.credit_note_prefix,
+                zero_amount_invoices=tenant.zero_amount_invoices,
+                seller=tenant.seller,
+            ),
             created_at=tenant.created_at,
         )
 
@@ -78,6 +100,7 @@ class TenantUpdate(Request):
     late_events: Literal["bill_next", "reject"] | None = Field(
         default=None, description="Usage for an already invoiced period: bill it next time, or refuse it."
     )
+    billing: BillingSettings | None = Field(default=None, description="Invoicing settings.")
 
 
 class ApiKeyCreate(Request):

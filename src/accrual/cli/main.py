@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from accrual.cli import catalog_commands, lifecycle_commands, serving, usage_commands
+from accrual.cli import billing_commands, catalog_commands, lifecycle_commands, serving, usage_commands
 from accrual.cli.common import (
     EXIT_FAILED,
     JsonFlag,
@@ -58,6 +58,9 @@ app.add_typer(lifecycle_commands.customers_app, name="customers")
 app.add_typer(lifecycle_commands.subscriptions_app, name="subscriptions")
 app.add_typer(usage_commands.events_app, name="events")
 app.add_typer(usage_commands.consume_app, name="consume")
+app.add_typer(billing_commands.invoices_app, name="invoices")
+app.command("simulate")(billing_commands.simulate)
+app.command("bill")(billing_commands.bill)
 
 
 @app.command()

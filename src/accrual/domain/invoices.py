@@ -73,7 +73,7 @@ def check_move(status: InvoiceStatus, to: InvoiceStatus, *, number: str | None) 
         name = number or "draft"
         raise InvoiceStateConflict(
             f"invoice {name} is {status}; it cannot become {to}",
-            context={"status": status.value},
+            context={"invoice_status": status.value},
         )
 
 

@@ -450,9 +450,16 @@ def _with_pointer(error: InvalidInput, pointer: str) -> InvalidInput:
     return error
 
 
-def run_scenario(
-    db: Database, scenario: Scenario, *, registry: DueWorkRegistry, actor: Actor
-) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """A finished run: the tenant and test clock it ran on, and its report."""
+
+    tenant_id: uuid.UUID
+    test_clock_id: uuid.UUID
+    report: dict[str, Any]
+
+
+def run_scenario(db: Database, scenario: Scenario, *, registry: DueWorkRegistry, actor: Actor) -> Outcome:
     """Run `scenario` on a new tenant in `db`; return its report (SCENARIOS.md's shape)."""
     start = require_aware(scenario.start, name="start")
     created = tenant_service.create_tenant(
@@ -516,7 +523,7 @@ def run_scenario(
         # What the step made due now (an immediate change's invoice) happens at this instant.
         run.advance(step.at)
     run.advance(scenario.end)
-    return report(run)
+    return Outcome(tenant_id, clock.test_clock_id, report(run))
 
 
 # --- the report ------------------------------------------------------------------------------

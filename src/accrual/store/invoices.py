@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from accrual.domain.errors import Conflict
 from accrual.store import constraints
 from accrual.store.schema import (
+    billing_failures,
     billing_point_results,
     billing_points,
     credit_notes,
@@ -162,7 +163,11 @@ def _unbilled_points(tenant_id: uuid.UUID | None, test_clock_id: uuid.UUID | Non
         billing_point_results.c.tenant_id == billing_points.c.tenant_id,
         billing_point_results.c.billing_point_id == billing_points.c.billing_point_id,
     )
-    query = sa.select(billing_points).where(~sa.exists(done))
+    failed = sa.select(billing_failures.c.billing_point_id).where(
+        billing_failures.c.tenant_id == billing_points.c.tenant_id,
+        billing_failures.c.billing_point_id == billing_points.c.billing_point_id,
+    )
+    query = sa.select(billing_points).where(~sa.exists(done), ~sa.exists(failed))
     if test_clock_id is None:
         query = query.where(billing_points.c.test_clock_id.is_(None))
     else:
@@ -244,6 +249,37 @@ def record_point_result(
             tenant_id=tenant_id, billing_point_id=billing_point_id, invoice_id=invoice_id, processed_at=at
         )
     )
+
+
+def record_failure(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, billing_point_id: uuid.UUID, error: str, at: dt.datetime
+) -> None:
+    conn.execute(
+        sa.text(
+            "insert into billing_failures (tenant_id, billing_point_id, error, failed_at) "
+            "values (:t, :p, :e, :a) on conflict (tenant_id, billing_point_id) "
+            "do update set error = excluded.error, failed_at = excluded.failed_at"
+        ),
+        {"t": tenant_id, "p": billing_point_id, "e": error, "a": at},
+    )
+
+
+def failures(conn: sa.Connection, *, tenant_id: uuid.UUID | None) -> list[sa.Row[Any]]:
+    query = sa.select(billing_failures, billing_points.c.subscription_id, billing_points.c.at).join(
+        billing_points,
+        (billing_points.c.tenant_id == billing_failures.c.tenant_id)
+        & (billing_points.c.billing_point_id == billing_failures.c.billing_point_id),
+    )
+    if tenant_id is not None:
+        query = query.where(billing_failures.c.tenant_id == tenant_id)
+    return list(conn.execute(query.order_by(billing_points.c.at)))
+
+
+def clear_failures(conn: sa.Connection, *, tenant_id: uuid.UUID | None) -> int:
+    query = sa.delete(billing_failures)
+    if tenant_id is not None:
+        query = query.where(billing_failures.c.tenant_id == tenant_id)
+    return conn.execute(query).rowcount
 
 
 # --- drafts that finalize on their own ----------------------------------------------------------

@@ -804,6 +804,25 @@ billing_point_results = sa.Table(
     ),
 )
 
+# Billing points whose invoice could not be composed (bad usage, a catalog problem): set aside,
+# with the reason, until an operator retries them; the rest of the run goes on.
+billing_failures = sa.Table(
+    "billing_failures",
+    metadata,
+    _tenant_id(),
+    sa.Column("billing_point_id", sa.Uuid, nullable=False),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Column("failed_at", TIMESTAMP, nullable=False),
+    sa.PrimaryKeyConstraint("tenant_id", "billing_point_id", name="pk_billing_failures"),
+    _fk(
+        "billing_failures",
+        ["billing_point_id"],
+        "billing_points",
+        ["billing_point_id"],
+        "fk_billing_failures_point",
+    ),
+)
+
 # Late events an invoice billed (as late_usage lines), so no later invoice bills them again.
 late_usage_claims = sa.Table(
     "late_usage_claims",

@@ -32,6 +32,7 @@ def update_tenant(body: TenantUpdate, ctx: Annotated[WriteContext, Depends(write
                 maker_checker=body.maker_checker,
                 proration=body.proration,
                 late_events=body.late_events,
+                billing=body.billing.model_dump(exclude_none=True) if body.billing else None,
                 actor=ctx.principal.actor,
                 now=ctx.now,
             )

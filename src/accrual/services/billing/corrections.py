@@ -160,7 +160,7 @@ def create_credit_note(
             raise invoices.InvoiceStateConflict(
                 f"invoice {row.number or 'draft'} is {status}: "
                 "only a finalized, unvoided invoice is credited",
-                context={"status": status.value},
+                context={"invoice_status": status.value},
             )
         currency = money.currency(row.currency)
         before = views_of(uow.conn, [row])[0]
@@ -309,7 +309,7 @@ def record_payment(
         if status not in (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE):
             raise invoices.InvoiceStateConflict(
                 f"invoice {row.number or 'draft'} is {status}: only an open or uncollectible invoice is paid",
-                context={"status": status.value},
+                context={"invoice_status": status.value},
             )
         currency = money.currency(row.currency)
         remaining = _remaining(row)

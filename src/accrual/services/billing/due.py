@@ -10,8 +10,11 @@ point once (the second waits on the subscription's lock, then finds the result).
 from __future__ import annotations
 
 import datetime as dt
+import uuid
+from typing import Any
 
 import sqlalchemy as sa
+import structlog
 
 from accrual.services.billing import invoices
 from accrual.services.due_work import ClockScope
@@ -20,6 +23,7 @@ from accrual.store import invoices as store
 from accrual.store.database import TransactionSource
 
 BATCH = 500
+LOG = structlog.get_logger("accrual.billing")
 
 
 class BillingPointsDue:
@@ -64,3 +68,15 @@ class DraftsDue:
                 db, tenant_id=tenant_id, invoice_id=invoice_id, actor=invoices.BILLING, now=at
             )
         return len(due)
+
+
+def list_failures(db: TransactionSource, *, tenant_id: uuid.UUID | None = None) -> list[sa.Row[Any]]:
+    """Billing points set aside because their invoice could not be composed, with the reason."""
+    with read_only(db) as conn:
+        return store.failures(conn, tenant_id=tenant_id)
+
+
+def retry_failures(db: TransactionSource, *, tenant_id: uuid.UUID | None = None) -> int:
+    """Put set-aside billing points back in the run (after their cause was fixed); return how many."""
+    with db.transaction() as conn:
+        return store.clear_failures(conn, tenant_id=tenant_id)

@@ -12,7 +12,7 @@ import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
@@ -34,6 +34,20 @@ from accrual.store.schema import invoices as invoices_table
 from accrual.store.schema import subscriptions as subscriptions_table
 
 BILLING = Actor.system("billing")
+
+
+class InvoiceOperation(Protocol):
+    """An operation on one invoice (finalize, void, ...), as the API and CLI call it."""
+
+    def __call__(
+        self,
+        db: TransactionSource,
+        *,
+        tenant_id: uuid.UUID,
+        invoice_id: uuid.UUID,
+        actor: Actor,
+        now: dt.datetime,
+    ) -> InvoiceView: ...
 
 
 class InvoiceNotFound(NotFound):
@@ -416,7 +430,7 @@ def _draft(uow: UnitOfWork, invoice_id: uuid.UUID) -> tuple[sa.Row[Any], sa.Row[
     if invoice.status != InvoiceStatus.DRAFT:
         raise invoices.InvoiceStateConflict(
             f"invoice {invoice.number} is {invoice.status}: only a draft can be edited",
-            context={"status": invoice.status},
+            context={"invoice_status": invoice.status},
         )
     return invoice, subscription
 

@@ -139,6 +139,16 @@ CREATE TABLE billing_point_results (
         REFERENCES billing_points (tenant_id, billing_point_id)
 );
 
+CREATE TABLE billing_failures (
+    tenant_id uuid NOT NULL,
+    billing_point_id uuid NOT NULL,
+    error text NOT NULL,
+    failed_at timestamptz NOT NULL,
+    CONSTRAINT pk_billing_failures PRIMARY KEY (tenant_id, billing_point_id),
+    CONSTRAINT fk_billing_failures_point FOREIGN KEY (tenant_id, billing_point_id)
+        REFERENCES billing_points (tenant_id, billing_point_id)
+);
+
 CREATE TABLE late_usage_claims (
     tenant_id uuid NOT NULL,
     subscription_id uuid NOT NULL,
@@ -320,6 +330,7 @@ def downgrade() -> None:
         "payments",
         "credit_notes",
         "late_usage_claims",
+        "billing_failures",
         "billing_point_results",
         "invoice_lines",
         "invoices",

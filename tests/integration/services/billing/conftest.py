@@ -1,0 +1,86 @@
+"""Billing tests drive scenarios through the simulator: the same services as the API, on a test clock."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from accrual.services import simulation
+from accrual.services.registry import default_registry
+from accrual.services.unit_of_work import Actor
+from accrual.store.database import Database
+
+ACTOR = Actor.cli("tests")
+
+
+@dataclasses.dataclass(frozen=True)
+class Played:
+    db: Database
+    tenant_id: uuid.UUID
+    report: dict[str, Any]
+
+    @property
+    def invoices(self) -> list[dict[str, Any]]:
+        return list(self.report["invoices"])
+
+    def invoice_id(self, number: str) -> uuid.UUID:
+        with self.db.connect() as conn:
+            found: uuid.UUID = conn.execute(
+                sa.text("select invoice_id from invoices where tenant_id = :t and number = :n"),
+                {"t": self.tenant_id, "n": number},
+            ).scalar_one()
+        return found
+
+    def rows(self, query: str, **params: Any) -> list[Any]:
+        with self.db.connect() as conn:
+            return list(conn.execute(sa.text(query), {"t": self.tenant_id, **params}))
+
+
+def play(db: Database, scenario: dict[str, Any]) -> Played:
+    parsed = simulation.parse_scenario(scenario)
+    outcome = simulation.run_scenario(db, parsed, registry=default_registry(), actor=ACTOR)
+    return Played(db, outcome.tenant_id, outcome.report)
+
+
+MONTHLY_USD: dict[str, Any] = {
+    "meters": [{"code": "calls", "aggregation": "count"}],
+    "plans": [
+        {
+            "code": "pro",
+            "currency": "USD",
+            "interval": "month",
+            "charges": [
+                {"code": "base", "model": "flat", "amount": "50", "timing": "in_arrears"},
+                {"code": "calls", "meter": "calls", "model": "per_unit", "amount": "1"},
+            ],
+        },
+        {
+            "code": "seat",
+            "currency": "USD",
+            "interval": "month",
+            "charges": [{"code": "base", "model": "flat", "amount": "31"}],
+        },
+    ],
+}
+
+
+@pytest.fixture
+def scenario() -> dict[str, Any]:
+    """A month of a $50 arrears fee plus $1 a call, on calendar billing, for one customer."""
+    return {
+        "name": "billing test",
+        "start": "2026-01-01T00:00:00Z",
+        "catalog": MONTHLY_USD,
+        "customers": [{"id": "acme", "currency": "USD"}],
+        "steps": [
+            {
+                "at": "2026-01-01T00:00:00Z",
+                "subscribe": {"id": "s1", "customer": "acme", "plan": "pro", "billing": "calendar"},
+            }
+        ],
+        "end": "2026-02-01T00:00:00Z",
+    }
