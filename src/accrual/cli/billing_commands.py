@@ -167,6 +167,12 @@ def simulate(
     check: Annotated[
         bool, typer.Option("--check", help="Exit 1 when the report does not match `expect`.")
     ] = False,
+    documents_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--documents", help="Write each invoice and credit note as PDF and HTML into this folder."
+        ),
+    ] = None,
 ) -> None:
     """Run a scenario file on a fresh tenant and test clock, in a throw-away database."""
     try:
@@ -178,11 +184,13 @@ def simulate(
         fail(f"{document.where(exc.field)}: {exc.detail}")
     with errors_as_messages(), throwaway_database(Settings()) as db:
         try:
-            report = simulation.run_scenario(
-                db, scenario, registry=default_registry(), actor=cli_actor()
-            ).report
+            outcome = simulation.run_scenario(db, scenario, registry=default_registry(), actor=cli_actor())
         except AccrualError as exc:
             fail(f"{document.where(exc.field)}: {exc.detail}")
+        report = outcome.report
+        if documents_dir is not None:
+            written = invoice_documents.write_all(db, tenant_id=outcome.tenant_id, folder=documents_dir)
+            err.print(f"wrote {len(written)} documents to {documents_dir}", highlight=False)
     if as_json:
         print_json(report)
     else:

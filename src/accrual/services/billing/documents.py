@@ -13,6 +13,7 @@ import datetime as dt
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import babel.dates
@@ -23,6 +24,8 @@ from fpdf import FPDF
 from accrual.domain import money
 from accrual.services.billing import corrections, invoices
 from accrual.services.billing.views import CreditNoteView, InvoiceView
+from accrual.services.unit_of_work import read_only
+from accrual.store import invoices as invoice_store
 from accrual.store.database import TransactionSource
 
 DEFAULT_LOCALE = "en_US"
@@ -350,3 +353,33 @@ def render_credit_note(
     if html:
         return to_html(credit_note_document(note, invoice, locale=locale)).encode()
     return to_pdf(credit_note_document(note, invoice, locale=locale, codes=True))
+
+
+def write_all(
+    db: TransactionSource, *, tenant_id: uuid.UUID, folder: Path, locale: str = DEFAULT_LOCALE
+) -> list[Path]:
+    """Write every invoice (named by its number, drafts by id) and credit note of the tenant as
+    PDF and HTML into `folder`; return the files written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    with read_only(db) as conn:
+        rows = conn.execute(invoice_store.select_invoices(tenant_id=tenant_id)).all()
+        notes = conn.execute(invoice_store.select_credit_notes(tenant_id=tenant_id)).all()
+    for view in sorted(invoices.views_of_rows(db, rows), key=lambda v: (v.number is None, v.number or "")):
+        name = view.number or f"draft-{view.invoice_id}"
+        for html, suffix in ((False, ".pdf"), (True, ".html")):
+            path = folder / f"{name}{suffix}"
+            path.write_bytes(
+                render_invoice(db, tenant_id=tenant_id, invoice_id=view.invoice_id, html=html, locale=locale)
+            )
+            written.append(path)
+    for note in notes:
+        for html, suffix in ((False, ".pdf"), (True, ".html")):
+            path = folder / f"{note.number}{suffix}"
+            path.write_bytes(
+                render_credit_note(
+                    db, tenant_id=tenant_id, credit_note_id=note.credit_note_id, html=html, locale=locale
+                )
+            )
+            written.append(path)
+    return written

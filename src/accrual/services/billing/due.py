@@ -16,7 +16,8 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 
-from accrual.services.billing import invoices
+from accrual.domain.errors import AccrualError
+from accrual.services.billing import faults, invoices
 from accrual.services.due_work import ClockScope
 from accrual.services.unit_of_work import read_only
 from accrual.store import invoices as store
@@ -42,9 +43,25 @@ class BillingPointsDue:
                 conn, tenant_id=scope.tenant_id, test_clock_id=scope.test_clock_id, at=at, limit=BATCH
             )
         for point in points:
-            invoices.bill_point(
-                db, tenant_id=point.tenant_id, billing_point_id=point.billing_point_id, now=at
-            )
+            try:
+                invoices.bill_point(
+                    db, tenant_id=point.tenant_id, billing_point_id=point.billing_point_id, now=at
+                )
+            except AccrualError as error:
+                # One subscription's bad data must not stop everyone's billing: set it aside,
+                # said loudly, for an operator to fix and retry (`accrual bill --retry-failed`).
+                LOG.error(
+                    "billing_point_failed", billing_point=str(point.billing_point_id), error=error.detail
+                )
+                with db.transaction() as conn:
+                    store.record_failure(
+                        conn,
+                        tenant_id=point.tenant_id,
+                        billing_point_id=point.billing_point_id,
+                        error=f"{type(error).__name__}: {error.detail}",
+                        at=at,
+                    )
+            faults.reach("committed")
         return len(points)
 
 

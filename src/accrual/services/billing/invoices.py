@@ -20,7 +20,7 @@ from accrual.domain import codes, invoices, money
 from accrual.domain.errors import NotFound
 from accrual.domain.invoices import DraftLine, InvoiceStatus, LineKind
 from accrual.services import subscriptions as subscription_service
-from accrual.services.billing import compose
+from accrual.services.billing import compose, faults
 from accrual.services.billing.compose import Billing
 from accrual.services.billing.views import InvoiceView
 from accrual.services.unit_of_work import Actor, UnitOfWork, read_only, unit_of_work
@@ -89,6 +89,11 @@ def views_of(conn: sa.Connection, rows: Sequence[sa.Row[Any]]) -> list[InvoiceVi
         )
         for r in rows
     ]
+
+
+def views_of_rows(db: TransactionSource, rows: Sequence[sa.Row[Any]]) -> list[InvoiceView]:
+    with read_only(db) as conn:
+        return views_of(conn, rows)
 
 
 def _view(conn: sa.Connection, row: sa.Row[Any]) -> InvoiceView:
@@ -257,6 +262,7 @@ def bill_point(
         lines += compose.late_usage_lines(
             uow.conn, billing, subscription=subscription, invoice_id=invoice.invoice_id
         )
+        faults.reach("composed")
         if not lines:
             store.delete_draft(uow.conn, tenant_id=tenant_id, invoice_id=invoice.invoice_id)
             store.record_point_result(
@@ -278,6 +284,7 @@ def bill_point(
             at=uow.now,
         )
         invoice = _reload(uow, invoice.invoice_id)
+        faults.reach("lines_written")
         view = _view(uow.conn, invoice)
         uow.changed(
             "invoice.created",
@@ -312,6 +319,7 @@ def _finalize(
     currency = billing.currency
     sequence = store.next_number(uow.conn, tenant_id=uow.tenant_id, kind="invoice")
     number = invoices.format_number(billing.tenant.invoice_prefix, sequence)
+    faults.reach("numbered")
     total = money.Money(minor=invoice.total, currency=currency).amount
     store.lock_customer_balance(uow.conn, tenant_id=uow.tenant_id, customer_id=invoice.customer_id)
     balance = store.balance(

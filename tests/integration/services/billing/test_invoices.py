@@ -379,3 +379,37 @@ def test_deleting_a_draft_releases_nothing_twice(db: Database, scenario: dict[st
     invoices.delete_draft(db, tenant_id=played.tenant_id, invoice_id=invoice_id, actor=ACTOR, now=NOW)
     assert played.rows("select 1 from invoices where tenant_id = :t") == []
     assert len(played.rows("select 1 from billing_point_results where tenant_id = :t")) == 1
+
+
+def test_a_point_that_cannot_be_billed_is_set_aside_and_the_run_goes_on(
+    db: Database, scenario: dict[str, Any]
+) -> None:
+    scenario["catalog"] = {
+        "meters": [{"code": "gb", "aggregation": "sum", "field": "gb"}],
+        "plans": [
+            {
+                "code": "pro",
+                "currency": "USD",
+                "interval": "month",
+                "charges": [{"code": "gb", "meter": "gb", "model": "per_unit", "amount": "1"}],
+            }
+        ],
+    }
+    scenario["customers"] = [{"id": c, "currency": "USD"} for c in ("a", "b")]
+    scenario["steps"] = [
+        _subscribe("bad", "a"),
+        _subscribe("good", "b"),
+        {
+            "at": "2026-01-05T00:00:00Z",
+            "events": [
+                {"id": "refund", "subscription": "bad", "meter": "gb", "properties": {"gb": -5}},
+                {"id": "use", "subscription": "good", "meter": "gb", "properties": {"gb": 3}},
+            ],
+        },
+    ]
+    played = play(db, scenario)
+    assert [(i["subscription"], i["total"]) for i in played.invoices] == [("good", "3.00")]
+    (failure,) = due.list_failures(db, tenant_id=played.tenant_id)
+    assert "negative" in failure.error
+    assert due.retry_failures(db, tenant_id=played.tenant_id) == 1
+    assert due.list_failures(db, tenant_id=played.tenant_id) == []
