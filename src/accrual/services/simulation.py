@@ -313,7 +313,7 @@ class Run:
     clock_id: uuid.UUID
     tally: _Tally
 
-    def advance(self, to: dt.datetime) -> None:
+    def advance(self, to: dt.datetime, *, including_target: bool = True) -> None:
         test_clocks.advance_test_clock(
             self.db,
             tenant_id=self.tenant_id,
@@ -322,6 +322,7 @@ class Run:
             registry=self.registry,
             actor=self.actor,
             now=to,
+            including_target=including_target,
         )
 
 
@@ -511,7 +512,9 @@ def run_scenario(db: Database, scenario: Scenario, *, registry: DueWorkRegistry,
             raise _with_pointer(error, f"/customers/{i}") from None
     run = Run(db, registry, actor, tenant_id, clock.test_clock_id, _Tally())
     for step in scenario.steps:
-        run.advance(step.at)
+        # A change at a boundary applies to the period starting there, on the boundary's own
+        # invoice (SCENARIOS.md): it happens before the boundary's work, at the same instant.
+        run.advance(step.at, including_target=step.action != "change")
         try:
             if step.action is not None:
                 _PERFORM[step.action](run, step)
@@ -600,7 +603,7 @@ def _all_subscriptions(run: Run) -> list[subscription_service.SubscriptionView]:
         )
         found += page.items
         if page.next_cursor is None:
-            return sorted(found, key=lambda v: v.created_at)
+            return sorted(found, key=lambda v: (v.created_at, v.subscription_id))
         cursor = page.next_cursor
 
 

@@ -977,6 +977,10 @@ def change_subscription(
         subscriptions.check(state.status, Action.CHANGE)
         terms, quantity = _target(uow, state, spec)
         timing, effective = _when(state, spec, terms=terms, quantity=quantity, now=uow.now)
+        if timing is ChangeTiming.IMMEDIATE and state.period is not None and uow.now >= state.period.end:
+            # The period ends now and its boundary has not run yet: the change applies to the
+            # period that starts here, unprorated, on the boundary's invoice.
+            return _schedule(uow, locked, terms=terms, quantity=quantity, at_period_end=False, at=uow.now)
         if timing is ChangeTiming.IMMEDIATE:
             step = subscriptions.change(
                 state,

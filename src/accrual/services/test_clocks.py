@@ -142,8 +142,13 @@ def advance_test_clock(
     registry: DueWorkRegistry,
     actor: Actor,
     now: dt.datetime,
+    including_target: bool = True,
 ) -> Advance:
     """Move the clock forward to `to`, running all work that falls due on the way, earliest first.
+
+    With `including_target` false, work due exactly at `to` is left for the next advance: the
+    clock stops at the instant, before it (so something can happen at a boundary, before the
+    boundary's own work).
 
     Each piece of due work runs as of the instant it falls due, in transactions of its own,
     so a crash part-way leaves the clock at the last instant reached and the next advance
@@ -170,9 +175,10 @@ def advance_test_clock(
                     f"it cannot go back to {target.isoformat()}",
                     field="/frozen_time",
                 )
+            until = target if including_target else target - dt.timedelta(microseconds=1)
             while True:
                 with db.transaction() as conn:
-                    found = registry.earliest(conn, scope=scope, until=target)
+                    found = registry.earliest(conn, scope=scope, until=until)
                     if found is None:
                         break
                     provider, due = found

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -66,6 +66,17 @@ def select_for_tenant(tenant_id: uuid.UUID, *, test_clock_id: uuid.UUID | None =
 
 # A customer's external id never changes once created.
 _EXTERNAL_IDS = FactCache[tuple[uuid.UUID, uuid.UUID], str](size=100_000)
+
+
+def get_many(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, customer_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, sa.Row[Any]]:
+    rows = conn.execute(
+        sa.select(customers).where(
+            customers.c.tenant_id == tenant_id, customers.c.customer_id.in_(list(customer_ids))
+        )
+    )
+    return {row.customer_id: row for row in rows}
 
 
 def external_ids(

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import uuid
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -164,57 +164,91 @@ class MeterRules:
     group_by: list[str]
 
 
-# One statement per meter and window, all aggregated in PostgreSQL, per group key:
-# - raw events in the partial hours at the window's edges [a1, b1) and [a2, b2), whatever
-#   their transaction;
-# - the fresh tail: events in the whole hours [fa, fb) at or above the watermark, found through
-#   the BRIN index on xact (the only condition an index can serve: `IS TRUE` keeps the planner
-#   from walking the subscription's whole history in the primary key instead);
+# One statement for many (subscription, meter, window) requests of a tenant, aggregated in
+# PostgreSQL per request and group key:
+# - raw events in the partial hours at each window's edges [a1, b1) and [a2, b2), whatever
+#   their transaction (the primary key serves each range);
+# - the fresh tail: the tenant's events at or above the watermark, found through the BRIN index
+#   on xact (`IS TRUE` keeps the planner from walking the tenant's history in the primary key),
+#   in each window's whole hours [fa, fb);
 # - the hourly buckets of [fa, fb), which hold exactly the events below the watermark.
-# Ties on `ts` go to the greater event id by code point (COLLATE "C"), as `Partial.combine`
-# orders them.
-_PARTS = """
-WITH recent AS MATERIALIZED (
-    SELECT ts, event_id, properties FROM usage_events
-     WHERE xact >= :w AND (tenant_id = :t AND subscription_id = :s AND meter_id = :m) IS TRUE
+# Each request's meter says how its events are grouped, valued and filtered. Ties on `ts` go to
+# the greater event id by code point (COLLATE "C"), as `Partial.combine` orders them.
+_REQUESTS = """
+req AS (
+    SELECT * FROM unnest(cast(:nos AS int[]), cast(:subs AS uuid[]), cast(:meters AS uuid[]),
+                         cast(:a1 AS timestamptz[]), cast(:b1 AS timestamptz[]), cast(:a2 AS timestamptz[]),
+                         cast(:b2 AS timestamptz[]), cast(:fa AS timestamptz[]), cast(:fb AS timestamptz[]))
+           AS r(no, s, m, a1, b1, a2, b2, fa, fb)
+)"""
+
+_PARTS = (
+    "WITH"  # noqa: S608 - constant SQL put together, no input in it
+    + _REQUESTS
+    + """,
+recent AS MATERIALIZED (
+    SELECT subscription_id, meter_id, ts, event_id, properties FROM usage_events
+     WHERE xact >= :w AND (tenant_id = :t) IS TRUE
 ),
 raw AS (
-    SELECT ts, event_id, properties FROM usage_events
-     WHERE tenant_id = :t AND subscription_id = :s AND meter_id = :m AND ts >= :a1 AND ts < :b1
+    SELECT r.no, r.m, e.ts, e.event_id, e.properties FROM req r JOIN usage_events e
+        ON e.tenant_id = :t AND e.subscription_id = r.s AND e.meter_id = r.m AND e.ts >= r.a1 AND e.ts < r.b1
     UNION ALL
-    SELECT ts, event_id, properties FROM usage_events
-     WHERE tenant_id = :t AND subscription_id = :s AND meter_id = :m AND ts >= :a2 AND ts < :b2
+    SELECT r.no, r.m, e.ts, e.event_id, e.properties FROM req r JOIN usage_events e
+        ON e.tenant_id = :t AND e.subscription_id = r.s AND e.meter_id = r.m AND e.ts >= r.a2 AND e.ts < r.b2
     UNION ALL
-    SELECT ts, event_id, properties FROM recent WHERE ts >= :fa AND ts < :fb
+    SELECT r.no, r.m, e.ts, e.event_id, e.properties FROM req r JOIN recent e
+        ON e.subscription_id = r.s AND e.meter_id = r.m AND e.ts >= r.fa AND e.ts < r.fb
 ),
 src AS (
-    SELECT accrual_usage_group(properties, cast(:group_by as text[])) AS group_key,
-           accrual_usage_value(properties, cast(:field as text)) AS value, ts, event_id COLLATE "C" AS event_id,
-           CASE WHEN cast(:unique as boolean) THEN properties ->> cast(:field as text) END AS uvalue
-      FROM raw WHERE accrual_usage_matches(properties, cast(:filters as jsonb))
+    SELECT raw.no, accrual_usage_group(raw.properties, mt.group_by) AS group_key,
+           accrual_usage_value(raw.properties, mt.field) AS value, raw.ts, raw.event_id COLLATE "C" AS event_id,
+           CASE WHEN mt.aggregation = 'unique_count' THEN raw.properties ->> mt.field END AS uvalue
+      FROM raw JOIN meters mt ON mt.tenant_id = :t AND mt.meter_id = raw.m
+     WHERE accrual_usage_matches(raw.properties, mt.filters)
 )
-SELECT group_key, count(*) AS events, coalesce(sum(value), 0) AS total, max(value) AS maximum,
+SELECT no, group_key, count(*) AS events, coalesce(sum(value), 0) AS total, max(value) AS maximum,
        (array_agg(ts ORDER BY ts DESC, event_id DESC))[1] AS latest_ts,
        (array_agg(event_id ORDER BY ts DESC, event_id DESC))[1] AS latest_event,
        (array_agg(value ORDER BY ts DESC, event_id DESC))[1] AS latest_value,
        coalesce(sum(value * (extract(epoch FROM ts) * 1000000)), 0) AS weighted,
        array_agg(DISTINCT uvalue) FILTER (WHERE uvalue IS NOT NULL) AS distinct_values
-  FROM src GROUP BY group_key
+  FROM src GROUP BY no, group_key
 UNION ALL
-SELECT group_key, sum(events), sum(total), max(maximum),
-       (array_agg(latest_ts ORDER BY latest_ts DESC, latest_event COLLATE "C" DESC))[1],
-       (array_agg(latest_event ORDER BY latest_ts DESC, latest_event COLLATE "C" DESC))[1],
-       (array_agg(latest_value ORDER BY latest_ts DESC, latest_event COLLATE "C" DESC))[1],
-       sum(weighted), NULL
-  FROM usage_rollups
- WHERE tenant_id = :t AND subscription_id = :s AND meter_id = :m AND bucket >= :fa AND bucket < :fb
- GROUP BY group_key
+SELECT r.no, u.group_key, sum(u.events), sum(u.total), max(u.maximum),
+       (array_agg(u.latest_ts ORDER BY u.latest_ts DESC, u.latest_event COLLATE "C" DESC))[1],
+       (array_agg(u.latest_event ORDER BY u.latest_ts DESC, u.latest_event COLLATE "C" DESC))[1],
+       (array_agg(u.latest_value ORDER BY u.latest_ts DESC, u.latest_event COLLATE "C" DESC))[1],
+       sum(u.weighted), NULL
+  FROM req r JOIN usage_rollups u
+    ON u.tenant_id = :t AND u.subscription_id = r.s AND u.meter_id = r.m AND u.bucket >= r.fa AND u.bucket < r.fb
+ GROUP BY r.no, u.group_key
 """
+)
 
-_DISTINCT = """
-SELECT DISTINCT group_key, value FROM usage_rollup_values
- WHERE tenant_id = :t AND subscription_id = :s AND meter_id = :m AND bucket >= :fa AND bucket < :fb
+_DISTINCT = (
+    "WITH"
+    + _REQUESTS
+    + """
+SELECT DISTINCT r.no, v.group_key, v.value FROM req r JOIN usage_rollup_values v
+    ON v.tenant_id = :t AND v.subscription_id = r.s AND v.meter_id = r.m AND v.bucket >= r.fa AND v.bucket < r.fb
 """
+)
+
+# Each event's value in time order, for prices that rate every event on its own.
+_VALUES = (
+    "WITH"
+    + _REQUESTS
+    + """
+SELECT r.no, accrual_usage_value(e.properties, mt.field) AS value
+  FROM req r
+  JOIN usage_events e ON e.tenant_id = :t AND e.subscription_id = r.s AND e.meter_id = r.m
+                     AND e.ts >= r.a1 AND e.ts < r.b2
+  JOIN meters mt ON mt.tenant_id = :t AND mt.meter_id = r.m
+ WHERE accrual_usage_matches(e.properties, mt.filters)
+ ORDER BY r.no, e.ts, e.event_id COLLATE "C"
+"""
+)
 
 
 def read_position(
@@ -232,43 +266,66 @@ def read_position(
     return int(row.w), dt.timedelta(microseconds=int(row.g))
 
 
-def window_parts(
+@dataclasses.dataclass(frozen=True)
+class PartsRequest:
+    """The events of one subscription and meter in `[start, end)`, on the subscription's hourly grid."""
+
+    subscription_id: uuid.UUID
+    meter_id: uuid.UUID
+    start: dt.datetime
+    end: dt.datetime
+    grid: dt.timedelta
+
+    def edges(self) -> tuple[dt.datetime, ...]:
+        """(a1, b1, a2, b2, fa, fb): the raw edges and the whole hours between them."""
+        full_start, full_end = (
+            bucket_end_at_or_after(self.start, self.grid),
+            bucket_start(self.end, self.grid),
+        )
+        if full_start >= full_end:  # within one hour: all raw
+            return (self.start, self.end, self.end, self.end, self.end, self.end)
+        return (self.start, full_start, full_end, self.end, full_start, full_end)
+
+
+def _request_params(tenant_id: uuid.UUID, requests: Sequence[PartsRequest], watermark: int) -> dict[str, Any]:
+    edges = [r.edges() for r in requests]
+    return {
+        "t": tenant_id,
+        "w": watermark,
+        "nos": list(range(len(requests))),
+        "subs": [r.subscription_id for r in requests],
+        "meters": [r.meter_id for r in requests],
+        **{name: [e[i] for e in edges] for i, name in enumerate(("a1", "b1", "a2", "b2", "fa", "fb"))},
+    }
+
+
+def parts_of_many(
     conn: sa.Connection,
     *,
     tenant_id: uuid.UUID,
-    subscription_id: uuid.UUID,
-    meter: MeterRules,
-    start: dt.datetime,
-    end: dt.datetime,
+    requests: Sequence[PartsRequest],
     watermark: int,
-    grid: dt.timedelta,
-) -> dict[str, list[Partial]]:
-    """The partial aggregates, per group key, of the events in `[start, end)`: buckets wholly
-    inside (on the subscription's hourly `grid`), raw events in the partial hours at either edge,
-    and the fresh tail."""
-    full_start, full_end = bucket_end_at_or_after(start, grid), bucket_start(end, grid)
-    if full_start >= full_end:  # within one hour: all raw
-        edges = {"a1": start, "b1": end, "a2": end, "b2": end, "fa": end, "fb": end}
-    else:
-        edges = {"a1": start, "b1": full_start, "a2": full_end, "b2": end, "fa": full_start, "fb": full_end}
-    params = {
-        "t": tenant_id,
-        "s": subscription_id,
-        "m": meter.meter_id,
-        "group_by": list(meter.group_by),
-        "field": meter.field,
-        "filters": json.dumps(meter.filters),
-        "w": watermark,
-        "unique": meter.aggregation == "unique_count",
-    } | edges
-    distinct: dict[str, set[str]] = {}
-    if meter.aggregation == "unique_count" and full_start < full_end:
+    unique: bool,
+) -> list[dict[str, list[Partial]]]:
+    """The partial aggregates, per group key, of each request's events (in the requests' order):
+    buckets wholly inside its window, raw events in the partial hours at either edge, and the
+    fresh tail. One statement for all of them (two when a unique count needs its rollups' values).
+    """
+    found: list[dict[str, list[Partial]]] = [{} for _ in requests]
+    if not requests:
+        return found
+    params = _request_params(tenant_id, requests, watermark)
+    distinct: dict[tuple[int, str], set[str]] = {}
+    if unique:
         for row in conn.execute(sa.text(_DISTINCT), params):
-            distinct.setdefault(row.group_key, set()).add(row.value)
-    parts: dict[str, list[Partial]] = {}
+            distinct.setdefault((row.no, row.group_key), set()).add(row.value)
     for row in conn.execute(sa.text(_PARTS), params):
-        values = distinct.get(row.group_key, set()) if row.distinct_values is None else row.distinct_values
-        parts.setdefault(row.group_key, []).append(
+        values = (
+            distinct.get((row.no, row.group_key), set())
+            if row.distinct_values is None
+            else row.distinct_values
+        )
+        found[row.no].setdefault(row.group_key, []).append(
             Partial(
                 events=int(row.events),
                 total=Decimal(row.total),
@@ -284,4 +341,22 @@ def window_parts(
                 distinct=frozenset(values),
             )
         )
-    return parts
+    return found
+
+
+def values_of_many(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, requests: Sequence[PartsRequest]
+) -> list[list[Decimal]]:
+    """Each request's events' values in time order (events without one are skipped)."""
+    found: list[list[Decimal]] = [[] for _ in requests]
+    if requests:
+        # The raw range is the whole window: a1 = start, b2 = end.
+        whole = [dataclasses.replace(r, grid=dt.timedelta(0)) for r in requests]
+        params = _request_params(tenant_id, whole, 0) | {
+            "a1": [r.start for r in requests],
+            "b2": [r.end for r in requests],
+        }
+        for row in conn.execute(sa.text(_VALUES), params):
+            if row.value is not None:
+                found[row.no].append(Decimal(row.value))
+    return found

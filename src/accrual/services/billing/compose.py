@@ -33,6 +33,7 @@ from accrual.store import catalog as catalog_store
 from accrual.store import customers as customer_store
 from accrual.store import invoices as store
 from accrual.store import tenants as tenant_store
+from accrual.store import usage_rollups
 from accrual.store.schema import coupons as coupons_table
 
 
@@ -61,22 +62,35 @@ class Billing:
 
     @classmethod
     def load(cls, conn: sa.Connection, *, tenant_id: uuid.UUID, customer_id: uuid.UUID) -> Billing:
+        return cls.load_many(conn, tenant_id=tenant_id, customer_ids=[customer_id])[customer_id]
+
+    @classmethod
+    def load_many(
+        cls, conn: sa.Connection, *, tenant_id: uuid.UUID, customer_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, Billing]:
+        """What billing needs of each of these customers, in three statements."""
         tenant = tenant_store.get(conn, tenant_id)
-        customer = customer_store.get(conn, tenant_id=tenant_id, customer_id=customer_id)
-        if tenant is None or customer is None:
-            raise LookupError(f"customer {customer_id} of tenant {tenant_id} is gone")
-        rows = catalog_store.get_rows(
-            conn, catalog_store.TAX_RATES, tenant_id=tenant_id, codes=list(customer.tax_rates)
-        )
-        rates = tuple(TaxRateView.of(rows[code]).tax_rate for code in customer.tax_rates if code in rows)
-        return cls(
-            tenant=tenant,
-            customer=customer,
-            currency=money.currency(customer.currency),
-            tz=customer.timezone or tenant.timezone,
-            proration=periods.ProrationUnit(tenant.proration),
-            tax_rates=rates,
-        )
+        rows = customer_store.get_many(conn, tenant_id=tenant_id, customer_ids=sorted(set(customer_ids)))
+        if tenant is None or len(rows) != len(set(customer_ids)):
+            raise LookupError(f"customers of tenant {tenant_id} are gone")
+        codes = sorted({code for row in rows.values() for code in row.tax_rates})
+        rates = {
+            code: TaxRateView.of(row).tax_rate
+            for code, row in catalog_store.get_rows(
+                conn, catalog_store.TAX_RATES, tenant_id=tenant_id, codes=codes
+            ).items()
+        }
+        return {
+            customer_id: cls(
+                tenant=tenant,
+                customer=customer,
+                currency=money.currency(customer.currency),
+                tz=customer.timezone or tenant.timezone,
+                proration=periods.ProrationUnit(tenant.proration),
+                tax_rates=tuple(rates[code] for code in customer.tax_rates if code in rates),
+            )
+            for customer_id, customer in rows.items()
+        }
 
     @property
     def grace_period_days(self) -> int:
@@ -141,49 +155,92 @@ def _rating_details(rating: pricing.Rating, *, period: Period) -> dict[str, Any]
 
 
 @dataclasses.dataclass(frozen=True)
-class _WindowRating:
-    charge: pricing.ChargeDefinition
-    meter_id: uuid.UUID
-    group: str
-    quantity: Fraction
-    rating: pricing.Rating
+class UsageToRate:
+    """A usage window of one subscription's plan version, to rate for an invoice."""
+
+    subscription: sa.Row[Any]
+    billing: Billing
+    plan_version_id: uuid.UUID
+    window: Period
+    period: Period
 
 
-def _rate(
-    conn: sa.Connection,
-    billing: Billing,
-    *,
-    subscription: sa.Row[Any],
-    charges: Sequence[pricing.ChargeDefinition],
-    window: Period,
-    period: Period,
-) -> list[_WindowRating]:
-    metered = [c for c in charges if c.meter is not None]
-    if not metered:
+def rate_usage(conn: sa.Connection, items: Sequence[UsageToRate]) -> list[list[reads.Rated]]:
+    """Rate the metered charges of each window, all of one tenant, in a few statements."""
+    if not items:
         return []
-    meter_views = reads.meters_for(
-        conn, tenant_id=subscription.tenant_id, codes=[c.meter or "" for c in metered]
-    )
-    rated = reads.rate_window(
+    tenant_id = items[0].subscription.tenant_id
+    versions = _versions(conn, tenant_id, sorted({item.plan_version_id for item in items}))
+    codes = sorted({c.meter for v in versions.values() for c in v.charges if c.meter is not None})
+    meter_views = reads.meters_for(conn, tenant_id=tenant_id, codes=codes)
+    return reads.rate_windows(
         conn,
-        tenant_id=subscription.tenant_id,
-        subscription_id=subscription.subscription_id,
-        charges=metered,
+        tenant_id=tenant_id,
+        items=[
+            reads.WindowToRate(
+                subscription_id=item.subscription.subscription_id,
+                grid=dt.timedelta(microseconds=item.subscription.usage_grid_offset_us),
+                charges=versions[item.plan_version_id].charges,
+                currency=item.billing.currency,
+                window=item.window,
+                period=item.period,
+                since=item.subscription.start_at,
+                proration=_window_share(item.billing, item.window, item.period),
+            )
+            for item in items
+        ],
         meters=meter_views,
-        currency=billing.currency,
-        window=window,
-        period=period,
-        since=subscription.start_at,
-        proration=_window_share(billing, window, period),
+        watermark=usage_rollups.watermark(conn, tenant_id=tenant_id),
     )
+
+
+def usage_items(
+    subscription: sa.Row[Any], billing: Billing, usage: Sequence[Mapping[str, Any]]
+) -> list[UsageToRate]:
+    """A billing point's usage windows, to rate."""
     return [
-        _WindowRating(r.charge, meter_views[r.charge.meter or ""].meter_id, r.group, r.quantity, r.rating)
-        for r in rated
+        UsageToRate(
+            subscription=subscription,
+            billing=billing,
+            plan_version_id=uuid.UUID(raw["plan_version_id"]),
+            window=_period_of(raw["window"]),
+            period=_period_of(raw["period"]),
+        )
+        for raw in usage
     ]
 
 
+def usage_lines(conn: sa.Connection, items: Sequence[UsageToRate]) -> list[list[DraftLine]]:
+    """The usage (and minimum) lines of each window, rated now."""
+    if not items:
+        return []
+    versions = _versions(conn, items[0].subscription.tenant_id, sorted({i.plan_version_id for i in items}))
+    found = []
+    for item, rated in zip(items, rate_usage(conn, items), strict=True):
+        version = versions[item.plan_version_id]
+        lines: list[DraftLine] = []
+        for r in rated:
+            lines += _usage_lines(
+                r,
+                plan=version.plan_code,
+                plan_version_id=item.plan_version_id,
+                window=item.window,
+                period=item.period,
+                currency=item.billing.currency,
+            )
+        found.append(lines)
+    return found
+
+
+def point_usage_lines(
+    conn: sa.Connection, billing: Billing, *, subscription: sa.Row[Any], usage: Sequence[Mapping[str, Any]]
+) -> list[DraftLine]:
+    """The usage (and minimum) lines of one billing point's usage windows, rated now."""
+    return [line for lines in usage_lines(conn, usage_items(subscription, billing, usage)) for line in lines]
+
+
 def _usage_lines(
-    rated: _WindowRating,
+    rated: reads.Rated,
     *,
     plan: str,
     plan_version_id: uuid.UUID,
@@ -233,30 +290,6 @@ def _usage_lines(
                 details={"period": _period_json(period), "minimum_spend": format(floor, "f")},
             )
         )
-    return lines
-
-
-def point_usage_lines(
-    conn: sa.Connection, billing: Billing, *, subscription: sa.Row[Any], usage: Sequence[Mapping[str, Any]]
-) -> list[DraftLine]:
-    """The usage (and minimum) lines of a billing point's usage windows, rated now."""
-    version_ids = [uuid.UUID(w["plan_version_id"]) for w in usage]
-    versions = _versions(conn, subscription.tenant_id, version_ids)
-    lines: list[DraftLine] = []
-    for raw, version_id in zip(usage, version_ids, strict=True):
-        window, period = _period_of(raw["window"]), _period_of(raw["period"])
-        version = versions[version_id]
-        for rated in _rate(
-            conn, billing, subscription=subscription, charges=version.charges, window=window, period=period
-        ):
-            lines += _usage_lines(
-                rated,
-                plan=version.plan_code,
-                plan_version_id=version_id,
-                window=window,
-                period=period,
-                currency=billing.currency,
-            )
     return lines
 
 
@@ -335,19 +368,15 @@ def late_usage_lines(
     }
     versions = _versions(conn, subscription.tenant_id, [billed[key].plan_version_id for key in affected])
     lines: list[DraftLine] = []
-    rated_windows: dict[tuple[uuid.UUID, dt.datetime, dt.datetime], list[_WindowRating]] = {}
+    rated_windows: dict[tuple[uuid.UUID, dt.datetime, dt.datetime], list[reads.Rated]] = {}
     for key in sorted(affected, key=lambda k: (k[2], k[0], k[1])):
         item = billed[key]
         version = versions[item.plan_version_id]
         cache_key = (item.plan_version_id, item.window.start, item.window.end)
         if cache_key not in rated_windows:
-            rated_windows[cache_key] = _rate(
+            (rated_windows[cache_key],) = rate_usage(
                 conn,
-                billing,
-                subscription=subscription,
-                charges=version.charges,
-                window=item.window,
-                period=item.period,
+                [UsageToRate(subscription, billing, item.plan_version_id, item.window, item.period)],
             )
         for rated in rated_windows[cache_key]:
             if rated.charge.code != item.charge or rated.group != item.group:

@@ -6,7 +6,7 @@ import dataclasses
 import datetime as dt
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from fractions import Fraction
 
@@ -22,20 +22,175 @@ from accrual.store import usage_rollups as rollups
 from accrual.store.database import BoundTransactions, Database
 
 
-def _rules(view: MeterView) -> rollups.MeterRules:
-    spec = view.definition.to_spec()
-    return rollups.MeterRules(
-        meter_id=view.meter_id,
-        aggregation=spec["aggregation"],
-        field=spec["field"],
-        filters=spec["filters"],
-        group_by=spec["group_by"],
-    )
-
-
 def _label(sql_key: str) -> str:
     """The canonical group label of a key as PostgreSQL spells it."""
     return usage.group_label(json.loads(sql_key, parse_float=Decimal))
+
+
+def _merged(found: dict[str, list[usage.Partial]]) -> dict[str, usage.Partial]:
+    merged: dict[str, usage.Partial] = {}
+    for key, items in found.items():
+        label = _label(key)
+        combined = usage.combine_all(items)
+        merged[label] = merged[label].combine(combined) if label in merged else combined
+    return merged
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowToRate:
+    """One subscription's metered charges to rate over `window`, a part of its billing `period`.
+
+    `since` is when the subscription's usage begins (a time-weighted sum's running total counts
+    every earlier event); `grid` is where its hourly rollup buckets start; `proration` scales
+    minimums and caps for a partial window.
+    """
+
+    subscription_id: uuid.UUID
+    grid: dt.timedelta
+    charges: Sequence[pricing.ChargeDefinition]
+    currency: money.Currency
+    window: Period
+    period: Period
+    since: dt.datetime
+    proration: Fraction = Fraction(1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Rated:
+    charge: pricing.ChargeDefinition
+    meter_id: uuid.UUID
+    group: str
+    quantity: Fraction  # exact (a time-weighted sum may not be a finite decimal)
+    rating: pricing.Rating
+
+
+class _Requests:
+    """Reads of many windows, deduplicated, to run in a few statements."""
+
+    def __init__(self) -> None:
+        self.parts: list[rollups.PartsRequest] = []
+        self.values: list[rollups.PartsRequest] = []
+        self._index: dict[tuple[str, rollups.PartsRequest], int] = {}
+
+    def add(self, kind: str, request: rollups.PartsRequest) -> int:
+        key = (kind, request)
+        if key not in self._index:
+            bucket = self.parts if kind == "parts" else self.values
+            self._index[key] = len(bucket)
+            bucket.append(request)
+        return self._index[key]
+
+
+def _quantities(
+    meter: MeterView,
+    inside: dict[str, usage.Partial],
+    opening: dict[str, usage.Partial],
+    *,
+    window: Period,
+    period: Period,
+) -> dict[str, Fraction]:
+    definition = meter.definition
+    labels = set(inside) | set(opening)
+    found = {
+        label: usage.quantity(
+            definition,
+            inside.get(label, usage.Partial()),
+            window=window,
+            period=period,
+            opening=opening[label].total if label in opening else Decimal(0),
+        )
+        for label in labels
+    }
+    if found:
+        return found
+    # No event at all: one line at quantity 0 (for the empty group when it groups).
+    empty = usage.group_label([None] * len(definition.group_by)) if definition.group_by else "[]"
+    return {empty: Fraction(0)}
+
+
+def rate_windows(
+    conn: sa.Connection,
+    *,
+    tenant_id: uuid.UUID,
+    items: Sequence[WindowToRate],
+    meters: Mapping[str, MeterView],
+    watermark: int,
+) -> list[list[Rated]]:
+    """Rate every metered charge of each item over its window, one rating per charge and group
+    (groups rate alone), reading all of them in a few statements; `conn` must be a snapshot
+    (or hold the subscriptions' locks)."""
+    requests = _Requests()
+    plans: list[list[tuple[pricing.ChargeDefinition, MeterView, int, int | None]]] = []
+    for item in items:
+        planned: list[tuple[pricing.ChargeDefinition, MeterView, int, int | None]] = []
+        for charge in item.charges:
+            if charge.meter is None:
+                continue
+            meter = meters[charge.meter]
+
+            def ask(
+                kind: str,
+                start: dt.datetime,
+                end: dt.datetime,
+                item: WindowToRate = item,
+                meter: MeterView = meter,
+            ) -> int:
+                request = rollups.PartsRequest(item.subscription_id, meter.meter_id, start, end, item.grid)
+                return requests.add(kind, request)
+
+            if isinstance(charge.model, pricing.Percentage):
+                planned.append((charge, meter, ask("values", item.window.start, item.window.end), None))
+                continue
+            opening = None
+            weighted = meter.definition.aggregation is meter_rules.Aggregation.WEIGHTED_SUM
+            if weighted and item.since < item.window.start:
+                opening = ask("parts", item.since, item.window.start)
+            planned.append((charge, meter, ask("parts", item.window.start, item.window.end), opening))
+        plans.append(planned)
+    unique = any(m.definition.aggregation is meter_rules.Aggregation.UNIQUE_COUNT for m in meters.values())
+    parts = rollups.parts_of_many(
+        conn, tenant_id=tenant_id, requests=requests.parts, watermark=watermark, unique=unique
+    )
+    values = rollups.values_of_many(conn, tenant_id=tenant_id, requests=requests.values)
+    merged = [_merged(found) for found in parts]
+    rated_items: list[list[Rated]] = []
+    for item, planned in zip(items, plans, strict=True):
+        rated: list[Rated] = []
+        for charge, meter, index, opening in planned:
+            if isinstance(charge.model, pricing.Percentage):
+                amounts = values[index]
+                rating = pricing.rate_events(
+                    charge.model,
+                    amounts=amounts,
+                    currency=item.currency,
+                    unit_label="transactions",
+                    minimum=charge.minimum,
+                    maximum=charge.maximum,
+                    proration=item.proration,
+                )
+                total = Fraction(sum(amounts, Decimal(0)))
+                rated.append(Rated(charge, meter.meter_id, usage.group_label([]), total, rating))
+                continue
+            quantities = _quantities(
+                meter,
+                merged[index],
+                merged[opening] if opening is not None else {},
+                window=item.window,
+                period=item.period,
+            )
+            for group, quantity in sorted(quantities.items()):
+                rating = pricing.rate(
+                    charge.model,
+                    quantity=quantity,
+                    currency=item.currency,
+                    unit_label=meter.definition.name,
+                    minimum=charge.minimum,
+                    maximum=charge.maximum,
+                    proration=item.proration,
+                )
+                rated.append(Rated(charge, meter.meter_id, group, quantity, rating))
+        rated_items.append(rated)
+    return rated_items
 
 
 def window_quantities(
@@ -48,72 +203,20 @@ def window_quantities(
     period: Period,
     since: dt.datetime,
 ) -> dict[str, Fraction]:
-    """The meter's quantity over `window` per group label, exactly; `conn` must be a snapshot.
-
-    `since` is when the subscription's usage begins (for the running total of a time-weighted
-    sum, which counts every earlier event).
-    """
+    """The meter's quantity over `window` per group label, exactly; `conn` must be a snapshot."""
     watermark, grid = rollups.read_position(conn, tenant_id=tenant_id, subscription_id=subscription_id)
-    rules = _rules(meter)
-
-    def parts(start: dt.datetime, end: dt.datetime) -> dict[str, usage.Partial]:
-        found = rollups.window_parts(
-            conn,
-            tenant_id=tenant_id,
-            subscription_id=subscription_id,
-            meter=rules,
-            start=start,
-            end=end,
-            watermark=watermark,
-            grid=grid,
-        )
-        merged: dict[str, usage.Partial] = {}
-        for key, items in found.items():
-            label = _label(key)
-            combined = usage.combine_all(items)
-            merged[label] = merged[label].combine(combined) if label in merged else combined
-        return merged
-
-    inside = parts(window.start, window.end)
-    definition = meter.definition
-    opening: dict[str, usage.Partial] = {}
-    if definition.aggregation is meter_rules.Aggregation.WEIGHTED_SUM and since < window.start:
-        opening = parts(since, window.start)
-    labels = set(inside) | set(opening)
-    return {
-        label: usage.quantity(
-            definition,
-            inside.get(label, usage.Partial()),
-            window=window,
-            period=period,
-            opening=opening[label].total if label in opening else Decimal(0),
-        )
-        for label in labels
-    }
-
-
-def event_amounts(
-    conn: sa.Connection, *, tenant_id: uuid.UUID, subscription_id: uuid.UUID, meter: MeterView, window: Period
-) -> list[Decimal]:
-    """Each event's value in time order (percentage prices rate every event on its own)."""
-    rules = _rules(meter)
-    rows = conn.execute(
-        sa.text(
-            "select accrual_usage_value(properties, cast(:field as text)) as value from usage_events "
-            "where tenant_id = :t and subscription_id = :s and meter_id = :m and ts >= :a and ts < :b "
-            "and accrual_usage_matches(properties, cast(:filters as jsonb)) order by ts, event_id"
-        ),
-        {
-            "t": tenant_id,
-            "s": subscription_id,
-            "m": rules.meter_id,
-            "field": rules.field,
-            "filters": json.dumps(rules.filters),
-            "a": window.start,
-            "b": window.end,
-        },
+    requests = [rollups.PartsRequest(subscription_id, meter.meter_id, window.start, window.end, grid)]
+    weighted = meter.definition.aggregation is meter_rules.Aggregation.WEIGHTED_SUM
+    if weighted and since < window.start:
+        requests.append(rollups.PartsRequest(subscription_id, meter.meter_id, since, window.start, grid))
+    unique = meter.definition.aggregation is meter_rules.Aggregation.UNIQUE_COUNT
+    found = rollups.parts_of_many(
+        conn, tenant_id=tenant_id, requests=requests, watermark=watermark, unique=unique
     )
-    return [Decimal(r.value) for r in rows if r.value is not None]
+    inside = _merged(found[0])
+    opening = _merged(found[1]) if len(found) > 1 else {}
+    quantities = _quantities(meter, inside, opening, window=window, period=period)
+    return {label: q for label, q in quantities.items() if label in inside or label in opening}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,76 +242,6 @@ class CurrentUsage:
     @property
     def amount(self) -> Decimal:
         return sum((c.amount for c in self.charges), Decimal(0))
-
-
-@dataclasses.dataclass(frozen=True)
-class Rated:
-    charge: pricing.ChargeDefinition
-    group: str
-    quantity: Fraction  # exact (a time-weighted sum may not be a finite decimal)
-    rating: pricing.Rating
-
-
-def rate_window(
-    conn: sa.Connection,
-    *,
-    tenant_id: uuid.UUID,
-    subscription_id: uuid.UUID,
-    charges: Sequence[pricing.ChargeDefinition],
-    meters: dict[str, MeterView],
-    currency: money.Currency,
-    window: Period,
-    period: Period,
-    since: dt.datetime,
-    proration: Fraction = Fraction(1),
-) -> list[Rated]:
-    """Rate every metered charge over `window`: one rating per charge and group (groups rate alone)."""
-    rated: list[Rated] = []
-    for charge in charges:
-        if charge.meter is None:
-            continue
-        meter = meters[charge.meter]
-        label = meter.definition.name
-        if isinstance(charge.model, pricing.Percentage):
-            amounts = event_amounts(
-                conn, tenant_id=tenant_id, subscription_id=subscription_id, meter=meter, window=window
-            )
-            rating = pricing.rate_events(
-                charge.model,
-                amounts=amounts,
-                currency=currency,
-                unit_label="transactions",
-                minimum=charge.minimum,
-                maximum=charge.maximum,
-                proration=proration,
-            )
-            rated.append(Rated(charge, usage.group_label([]), Fraction(sum(amounts, Decimal(0))), rating))
-            continue
-        quantities = window_quantities(
-            conn,
-            tenant_id=tenant_id,
-            subscription_id=subscription_id,
-            meter=meter,
-            window=window,
-            period=period,
-            since=since,
-        ) or {
-            usage.group_label([None] * len(meter.definition.group_by))
-            if meter.definition.group_by
-            else "[]": Fraction(0)
-        }
-        for group, quantity in sorted(quantities.items()):
-            rating = pricing.rate(
-                charge.model,
-                quantity=quantity,
-                currency=currency,
-                unit_label=label,
-                minimum=charge.minimum,
-                maximum=charge.maximum,
-                proration=proration,
-            )
-            rated.append(Rated(charge, group, quantity, rating))
-    return rated
 
 
 def meters_for(conn: sa.Connection, *, tenant_id: uuid.UUID, codes: Sequence[str]) -> dict[str, MeterView]:
@@ -238,16 +271,23 @@ def current_usage(
         period = view.current_period
         window = Period(view.usage_since or period.start, period.end)
         meters = meters_for(conn, tenant_id=tenant_id, codes=[c.meter for c in charges if c.meter])
-        rated = rate_window(
+        watermark, grid = rollups.read_position(conn, tenant_id=tenant_id, subscription_id=subscription_id)
+        (rated,) = rate_windows(
             conn,
             tenant_id=tenant_id,
-            subscription_id=subscription_id,
-            charges=charges,
+            items=[
+                WindowToRate(
+                    subscription_id=subscription_id,
+                    grid=grid,
+                    charges=charges,
+                    currency=terms.currency,
+                    window=window,
+                    period=period,
+                    since=view.start,
+                )
+            ],
             meters=meters,
-            currency=terms.currency,
-            window=window,
-            period=period,
-            since=view.start,
+            watermark=watermark,
         )
     return CurrentUsage(
         subscription_id=subscription_id,
