@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,7 +57,7 @@ def throwaway_database(settings: Settings) -> Iterator[Database]:
     if url is None:
         embedded = EmbeddedPostgres(settings.data_dir / "pgdata")
         url = embedded.start()
-    name = f"accrual_simulate_{secrets.token_hex(6)}"
+    name = f"accrual_simulate_{os.getpid()}_{secrets.token_hex(6)}"
     db_url = create_database(url, name)
     db = Database(db_url, pool_size=4)
     try:

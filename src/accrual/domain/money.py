@@ -232,6 +232,21 @@ def to_minor_units(amount: Decimal | int, currency: Currency) -> int:
     the minor unit (12.305 USD); trailing zeros are fine (12.300 USD → 1230). Raises
     `InvalidNumber` for NaN, an infinity, a float or a bool.
     """
+    if type(amount) is Decimal and amount.is_finite():
+        # The common case, exactly and without a Fraction: the digits shifted by the exponent.
+        sign, digits, exponent = amount.as_tuple()
+        units = int("".join(map(str, digits)) or "0")
+        shift = int(exponent) + currency.exponent
+        if shift >= 0:
+            units *= _power_of_ten(shift)
+        else:
+            units, remainder = divmod(units, _power_of_ten(-shift))
+            if remainder:
+                raise InexactAmount(
+                    f"{amount} has more than {currency.exponent} decimal places, "
+                    f"the minor unit of {currency.code}"
+                )
+        return -units if sign else units
     scaled = _exact_ratio(amount, name="amount") * _power_of_ten(currency.exponent)
     if scaled.denominator != 1:
         raise InexactAmount(

@@ -26,7 +26,7 @@ from accrual.services import customers as customer_service
 from accrual.services import subscriptions as subscription_service
 from accrual.services import tenants as tenant_service
 from accrual.services import test_clocks
-from accrual.services.billing import corrections, invoices
+from accrual.services.billing import corrections, invoices, views
 from accrual.services.billing.views import CreditNoteView, InvoiceView, period_json, stamp
 from accrual.services.catalog.apply import apply_catalog
 from accrual.services.due_work import DueWorkRegistry
@@ -560,7 +560,7 @@ def report(run: Run) -> dict[str, Any]:
                 invoices_table.c.invoice_id,
             )
         ).all()
-        invoice_views = invoices.views_of(conn, rows)
+        invoice_views = views.views_of(conn, rows)
         note_rows = conn.execute(
             invoice_store.select_credit_notes(tenant_id=run.tenant_id).order_by(
                 credit_notes_table.c.created_at,

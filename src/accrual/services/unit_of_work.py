@@ -64,6 +64,19 @@ class UnitOfWork:
         self.now = now
         self._audit: list[audit_store.PendingAudit] = []
         self._events: list[outbox_store.PendingEvent] = []
+        # Snapshots already made storable, by identity: one is often both recorded and announced.
+        self._stored: dict[int, tuple[Mapping[str, Any], dict[str, Any]]] = {}
+
+    def _as_stored(self, snapshot: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        if snapshot is None:
+            return None
+        known = self._stored.get(id(snapshot))
+        if known is not None and known[0] is snapshot:
+            return known[1]
+        stored = _as_stored(snapshot)
+        assert stored is not None  # noqa: S101 - a snapshot stores as a dict
+        self._stored[id(snapshot)] = (snapshot, stored)
+        return stored
 
     def record(
         self,
@@ -82,8 +95,8 @@ class UnitOfWork:
                 action=action,
                 entity_type=entity_type,
                 entity_id=entity_id,
-                before=_as_stored(before),
-                after=_as_stored(after),
+                before=self._as_stored(before),
+                after=self._as_stored(after),
             )
         )
 
@@ -98,7 +111,7 @@ class UnitOfWork:
                 event_type=event_type,
                 entity_type=entity_type,
                 entity_id=entity_id,
-                payload=_as_stored(payload) or {},
+                payload=self._as_stored(payload) or {},
                 occurred_at=self.now,
             )
         )

@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from accrual.domain import audit
+from accrual.store.database import insert_rows
 from accrual.store.schema import audit_log
 
 # First key of the two-int advisory lock that serializes appends to one tenant's chain.
@@ -78,7 +79,7 @@ def append(conn: sa.Connection, *, tenant_id: uuid.UUID, entries: Sequence[Pendi
             }
         )
         prev_hash = digest
-    conn.execute(sa.insert(audit_log), rows)
+    insert_rows(conn, audit_log, rows)
     return [row["seq"] for row in rows]
 
 

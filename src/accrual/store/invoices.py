@@ -6,6 +6,7 @@ Amounts here are integer minor units, as stored; services turn them into `Decima
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 
 from accrual.domain.errors import Conflict
 from accrual.store import constraints
+from accrual.store.database import insert_rows
 from accrual.store.schema import (
     billing_failures,
     billing_point_results,
@@ -125,7 +127,7 @@ def lines_of(
 
 def insert_lines(conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     if rows:
-        conn.execute(sa.insert(invoice_lines), [dict(r) for r in rows])
+        insert_rows(conn, invoice_lines, rows)
 
 
 def delete_lines(
@@ -475,3 +477,222 @@ def payments_of(
 
 def select_payments(*, tenant_id: uuid.UUID) -> sa.Select[Any]:
     return sa.select(payments).where(payments.c.tenant_id == tenant_id)
+
+
+# --- set-based forms, for billing runs ---------------------------------------------------------
+
+
+def points_by_ids(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, point_ids: Sequence[uuid.UUID]
+) -> list[sa.Row[Any]]:
+    return list(
+        conn.execute(
+            sa.select(billing_points).where(
+                billing_points.c.tenant_id == tenant_id,
+                billing_points.c.billing_point_id.in_(list(point_ids)),
+            )
+        )
+    )
+
+
+def billed_points(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, point_ids: Sequence[uuid.UUID]
+) -> set[uuid.UUID]:
+    rows = conn.execute(
+        sa.select(billing_point_results.c.billing_point_id).where(
+            billing_point_results.c.tenant_id == tenant_id,
+            billing_point_results.c.billing_point_id.in_(list(point_ids)),
+        )
+    )
+    return {row.billing_point_id for row in rows}
+
+
+def insert_many(conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    if rows:
+        insert_rows(conn, invoices, rows)
+
+
+def record_point_results(conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    if rows:
+        insert_rows(conn, billing_point_results, rows)
+
+
+def delete_drafts(conn: sa.Connection, *, tenant_id: uuid.UUID, invoice_ids: Sequence[uuid.UUID]) -> None:
+    if invoice_ids:
+        conn.execute(
+            sa.delete(invoices).where(
+                invoices.c.tenant_id == tenant_id, invoices.c.invoice_id.in_(list(invoice_ids))
+            )
+        )
+
+
+_TOTALS = """
+UPDATE invoices i SET subtotal = v.subtotal, discount = v.discount, tax = v.tax, total = v.total,
+       credit_applied = v.credit_applied, amount_due = v.amount_due, coupon_id = v.coupon_id
+  FROM unnest(cast(:ids AS uuid[]), cast(:subtotal AS bigint[]), cast(:discount AS bigint[]),
+              cast(:tax AS bigint[]), cast(:total AS bigint[]), cast(:credit AS bigint[]),
+              cast(:due AS bigint[]), cast(:coupon AS uuid[]))
+       AS v(invoice_id, subtotal, discount, tax, total, credit_applied, amount_due, coupon_id)
+ WHERE i.tenant_id = :t AND i.invoice_id = v.invoice_id
+"""
+
+
+def set_totals(conn: sa.Connection, *, tenant_id: uuid.UUID, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Drafts' totals, in one statement: rows of {invoice_id, subtotal, discount, tax, total,
+    credit_applied, amount_due, coupon_id}."""
+    if not rows:
+        return
+    conn.execute(
+        sa.text(_TOTALS),
+        {
+            "t": tenant_id,
+            "ids": [r["invoice_id"] for r in rows],
+            "subtotal": [r["subtotal"] for r in rows],
+            "discount": [r["discount"] for r in rows],
+            "tax": [r["tax"] for r in rows],
+            "total": [r["total"] for r in rows],
+            "credit": [r["credit_applied"] for r in rows],
+            "due": [r["amount_due"] for r in rows],
+            "coupon": [r["coupon_id"] for r in rows],
+        },
+    )
+
+
+_FINALIZE = """
+UPDATE invoices i SET status = v.status, number = v.number, finalize_at = NULL, finalized_at = :now,
+       due_at = v.due_at, paid_at = CASE WHEN v.status = 'paid' THEN cast(:now AS timestamptz) END,
+       credit_applied = v.credit_applied, amount_due = v.amount_due, seller = cast(:seller AS jsonb),
+       buyer = v.buyer, updated_at = :now
+  FROM unnest(cast(:ids AS uuid[]), cast(:status AS text[]), cast(:number AS text[]),
+              cast(:due_at AS timestamptz[]), cast(:credit AS bigint[]), cast(:due AS bigint[]),
+              cast(:buyer AS jsonb[]))
+       AS v(invoice_id, status, number, due_at, credit_applied, amount_due, buyer)
+ WHERE i.tenant_id = :t AND i.invoice_id = v.invoice_id
+"""
+
+
+def finalize_many(
+    conn: sa.Connection,
+    *,
+    tenant_id: uuid.UUID,
+    now: dt.datetime,
+    seller: Mapping[str, Any],
+    rows: Sequence[Mapping[str, Any]],
+) -> None:
+    """Number, settle and freeze drafts in one statement: rows of {invoice_id, status, number,
+    due_at, credit_applied, amount_due, buyer}."""
+    if not rows:
+        return
+    conn.execute(
+        sa.text(_FINALIZE),
+        {
+            "t": tenant_id,
+            "now": now,
+            "seller": json.dumps(dict(seller)),
+            "ids": [r["invoice_id"] for r in rows],
+            "status": [r["status"] for r in rows],
+            "number": [r["number"] for r in rows],
+            "due_at": [r["due_at"] for r in rows],
+            "credit": [r["credit_applied"] for r in rows],
+            "due": [r["amount_due"] for r in rows],
+            "buyer": [json.dumps(r["buyer"]) for r in rows],
+        },
+    )
+
+
+def next_numbers(conn: sa.Connection, *, tenant_id: uuid.UUID, kind: str, count: int) -> int:
+    """Take `count` consecutive numbers of `kind` (see `next_number`); return the first."""
+    last: int = conn.execute(
+        sa.text(
+            "insert into document_counters (tenant_id, kind, last_number) values (:t, :k, :n) "
+            "on conflict (tenant_id, kind) do update set last_number = document_counters.last_number + :n "
+            "returning last_number"
+        ),
+        {"t": tenant_id, "k": kind, "n": count},
+    ).scalar_one()
+    return last - count + 1
+
+
+def lock_customer_balances(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, customer_ids: Sequence[uuid.UUID]
+) -> None:
+    """`lock_customer_balance` for many customers, in a fixed order (no deadlock between runs)."""
+    if customer_ids:
+        conn.execute(
+            sa.text(
+                "select pg_advisory_xact_lock(hashtextextended(k, 7)) "
+                "from unnest(cast(:keys as text[])) k order by k"
+            ),
+            {"keys": [f"balance:{tenant_id}:{c}" for c in sorted(set(customer_ids))]},
+        )
+
+
+def balances_of(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, customer_ids: Sequence[uuid.UUID]
+) -> dict[tuple[uuid.UUID, str], int]:
+    """Credit balances of these customers, by (customer, currency); absent when there is none."""
+    if not customer_ids:
+        return {}
+    rows = conn.execute(
+        sa.select(
+            customer_balance_entries.c.customer_id,
+            customer_balance_entries.c.currency,
+            sa.func.sum(customer_balance_entries.c.amount),
+        )
+        .where(
+            customer_balance_entries.c.tenant_id == tenant_id,
+            customer_balance_entries.c.customer_id.in_(sorted(set(customer_ids))),
+        )
+        .group_by(customer_balance_entries.c.customer_id, customer_balance_entries.c.currency)
+    )
+    return {(customer, currency): int(amount) for customer, currency, amount in rows}
+
+
+def add_balance_entries(conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    if rows:
+        insert_rows(conn, customer_balance_entries, rows)
+
+
+_CLAIM_MANY = """
+INSERT INTO late_usage_claims (tenant_id, subscription_id, meter_id, ts, event_id, invoice_id)
+SELECT e.tenant_id, e.subscription_id, e.meter_id, e.ts, e.event_id, p.invoice_id
+  FROM unnest(cast(:subs AS uuid[]), cast(:invoices AS uuid[])) p(subscription_id, invoice_id)
+  JOIN usage_events e ON e.tenant_id = :t AND e.subscription_id = p.subscription_id AND e.late
+ WHERE NOT EXISTS (SELECT 1 FROM late_usage_claims c
+                    WHERE c.tenant_id = e.tenant_id AND c.subscription_id = e.subscription_id
+                      AND c.meter_id = e.meter_id AND c.ts = e.ts AND c.event_id = e.event_id)
+ON CONFLICT DO NOTHING RETURNING subscription_id, meter_id, ts, event_id
+"""
+
+
+def claim_late_usage_many(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, invoice_of: Mapping[uuid.UUID, uuid.UUID]
+) -> list[sa.Row[Any]]:
+    """`claim_late_usage` for many subscriptions at once: {subscription: its invoice}."""
+    if not invoice_of:
+        return []
+    pairs = sorted(invoice_of.items())
+    return list(
+        conn.execute(
+            sa.text(_CLAIM_MANY),
+            {"t": tenant_id, "subs": [s for s, _ in pairs], "invoices": [i for _, i in pairs]},
+        )
+    )
+
+
+def coupon_uses(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, subscription_ids: Sequence[uuid.UUID]
+) -> dict[tuple[uuid.UUID, uuid.UUID], int]:
+    """How many invoices each (subscription, coupon) discounted so far."""
+    if not subscription_ids:
+        return {}
+    rows = conn.execute(
+        sa.select(invoices.c.subscription_id, invoices.c.coupon_id, sa.func.count())
+        .where(
+            invoices.c.tenant_id == tenant_id,
+            invoices.c.subscription_id.in_(list(subscription_ids)),
+            invoices.c.coupon_id.is_not(None),
+        )
+        .group_by(invoices.c.subscription_id, invoices.c.coupon_id)
+    )
+    return {(sub, coupon): int(n) for sub, coupon, n in rows}

@@ -10,6 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from accrual.store.database import insert_rows
 from accrual.store.schema import outbox_events
 
 
@@ -37,8 +38,9 @@ class OutboxEvent:
 def append(conn: sa.Connection, *, tenant_id: uuid.UUID, events: Sequence[PendingEvent]) -> None:
     if not events:
         return
-    conn.execute(
-        sa.insert(outbox_events),
+    insert_rows(
+        conn,
+        outbox_events,
         [
             {
                 "tenant_id": tenant_id,

@@ -262,3 +262,35 @@ def billing_points_of(
             .order_by(billing_points.c.at, billing_points.c.created_at)
         )
     )
+
+
+def lock_many(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, subscription_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, sa.Row[Any]]:
+    """Lock these subscriptions (in id order, so two runs never deadlock) and return them by id."""
+    rows = conn.execute(
+        sa.select(subscriptions)
+        .where(
+            subscriptions.c.tenant_id == tenant_id,
+            subscriptions.c.subscription_id.in_(sorted(set(subscription_ids))),
+        )
+        .order_by(subscriptions.c.subscription_id)
+        .with_for_update()
+    )
+    return {row.subscription_id: row for row in rows}
+
+
+def close_usage(conn: sa.Connection, *, tenant_id: uuid.UUID, until: Mapping[uuid.UUID, dt.datetime]) -> None:
+    """Move subscriptions' `usage_closed_until` forward (never back), in one statement."""
+    if not until:
+        return
+    pairs = sorted(until.items())
+    conn.execute(
+        sa.text(
+            "update subscriptions s set usage_closed_until = v.until "
+            "from unnest(cast(:subs as uuid[]), cast(:until as timestamptz[])) v(subscription_id, until) "
+            "where s.tenant_id = :t and s.subscription_id = v.subscription_id "
+            "and (s.usage_closed_until is null or s.usage_closed_until < v.until)"
+        ),
+        {"t": tenant_id, "subs": [s for s, _ in pairs], "until": [u for _, u in pairs]},
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,12 @@ SHARED = Path(__file__).resolve().parents[3] / "scenarios" / "shared"
 
 
 def _simulation_databases(db: Database) -> int:
+    """Throw-away databases of this process (the CLI runs in it; other workers make their own)."""
     with db.connect() as conn:
         return int(
             conn.execute(
-                sa.text("select count(*) from pg_database where datname like 'accrual_simulate_%'")
+                sa.text("select count(*) from pg_database where datname like :p"),
+                {"p": f"accrual_simulate_{os.getpid()}_%"},
             ).scalar_one()
         )
 

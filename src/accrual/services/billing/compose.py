@@ -310,18 +310,25 @@ class _Billed:
 def late_usage_lines(
     conn: sa.Connection, billing: Billing, *, subscription: sa.Row[Any], invoice_id: uuid.UUID
 ) -> list[DraftLine]:
-    """Claim the subscription's unbilled late events for `invoice_id` and bill their effect.
-
-    Every usage window already billed that a late event falls in (and, for a time-weighted
-    sum, every later one, whose running total it changes) is rated again; a late-usage line
-    bills the difference from what its lines billed so far, so tiered prices stay exact.
-    """
+    """Claim the subscription's unbilled late events for `invoice_id` and bill their effect."""
     claimed = store.claim_late_usage(
         conn,
         tenant_id=subscription.tenant_id,
         subscription_id=subscription.subscription_id,
         invoice_id=invoice_id,
     )
+    return late_usage_lines_of(conn, billing, subscription=subscription, claimed=claimed)
+
+
+def late_usage_lines_of(
+    conn: sa.Connection, billing: Billing, *, subscription: sa.Row[Any], claimed: Sequence[sa.Row[Any]]
+) -> list[DraftLine]:
+    """Bill the effect of late events claimed for an invoice of the subscription.
+
+    Every usage window already billed that a late event falls in (and, for a time-weighted
+    sum, every later one, whose running total it changes) is rated again; a late-usage line
+    bills the difference from what its lines billed so far, so tiered prices stay exact.
+    """
     if not claimed:
         return []
     meter_ids = sorted({row.meter_id for row in claimed})
@@ -521,6 +528,23 @@ def _line_row(
         "window_end": window.end if window else None,
         "details": dict(line.details),
     }
+
+
+def insert_compositions(
+    conn: sa.Connection,
+    *,
+    tenant_id: uuid.UUID,
+    compositions: Sequence[tuple[uuid.UUID, invoices.Composition]],
+) -> None:
+    """The lines of many composed drafts, in one statement."""
+    store.insert_lines(
+        conn,
+        [
+            _line_row(tenant_id, invoice_id, i + 1, composed, composition.currency)
+            for invoice_id, composition in compositions
+            for i, composed in enumerate(composition.lines)
+        ],
+    )
 
 
 def write_composition(

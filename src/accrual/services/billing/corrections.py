@@ -21,8 +21,8 @@ from accrual.domain import codes, invoices, money
 from accrual.domain.errors import NotFound
 from accrual.domain.invoices import InvoiceStatus
 from accrual.services import subscriptions as subscription_service
-from accrual.services.billing.invoices import InvoiceNotFound, views_of
-from accrual.services.billing.views import CreditNoteView, PaymentView
+from accrual.services.billing.invoices import InvoiceNotFound
+from accrual.services.billing.views import CreditNoteView, PaymentView, views_of
 from accrual.services.unit_of_work import Actor, UnitOfWork, read_only, unit_of_work
 from accrual.store import customers as customer_store
 from accrual.store import ids

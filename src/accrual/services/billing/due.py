@@ -2,9 +2,10 @@
 
 Both follow the clock (real or test) like every other due work. A billing run is the set of
 billing points due as of an instant, taken in numbering order (instant, then subscription
-creation); each point is billed in a transaction of its own and leaves a result row, so a
-run that crashes resumes at the first point without one, and two runs racing bill each
-point once (the second waits on the subscription's lock, then finds the result).
+creation); the points of one tenant and instant are billed together, set-based, in one
+transaction (`run.bill_points`), each leaving a result row, so a run that crashes resumes at
+the first point without one, and two runs racing bill each point once (the second waits on
+the subscriptions' locks, then finds the results).
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ import sqlalchemy as sa
 import structlog
 
 from accrual.domain.errors import AccrualError
-from accrual.services.billing import faults, invoices
+from accrual.services.billing import faults, invoices, run
 from accrual.services.due_work import ClockScope
 from accrual.services.unit_of_work import read_only
 from accrual.store import invoices as store
 from accrual.store.database import TransactionSource
 
-BATCH = 500
+BATCH = 1000
 LOG = structlog.get_logger("accrual.billing")
 
 
@@ -42,27 +43,41 @@ class BillingPointsDue:
             points = store.unbilled_points(
                 conn, tenant_id=scope.tenant_id, test_clock_id=scope.test_clock_id, at=at, limit=BATCH
             )
+        # One transaction per tenant and instant, in numbering order.
+        batches: list[tuple[uuid.UUID, dt.datetime, list[uuid.UUID]]] = []
         for point in points:
+            if batches and batches[-1][:2] == (point.tenant_id, point.at):
+                batches[-1][2].append(point.billing_point_id)
+            else:
+                batches.append((point.tenant_id, point.at, [point.billing_point_id]))
+        for tenant_id, instant, point_ids in batches:
             try:
-                invoices.bill_point(
-                    db, tenant_id=point.tenant_id, billing_point_id=point.billing_point_id, now=at
-                )
+                run.bill_points(db, tenant_id=tenant_id, point_ids=point_ids, at=instant)
+            except AccrualError:
+                # One subscription's bad data must not stop everyone's billing: bill the batch
+                # point by point, setting aside the ones that fail.
+                self._one_by_one(db, tenant_id=tenant_id, point_ids=point_ids, at=instant)
+            faults.reach("committed")
+        return len(points)
+
+    @staticmethod
+    def _one_by_one(
+        db: TransactionSource, *, tenant_id: uuid.UUID, point_ids: list[uuid.UUID], at: dt.datetime
+    ) -> None:
+        for point_id in point_ids:
+            try:
+                run.bill_points(db, tenant_id=tenant_id, point_ids=[point_id], at=at)
             except AccrualError as error:
-                # One subscription's bad data must not stop everyone's billing: set it aside,
-                # said loudly, for an operator to fix and retry (`accrual bill --retry-failed`).
-                LOG.error(
-                    "billing_point_failed", billing_point=str(point.billing_point_id), error=error.detail
-                )
+                # Said loudly, for an operator to fix and retry (`accrual bill --retry-failed`).
+                LOG.error("billing_point_failed", billing_point=str(point_id), error=error.detail)
                 with db.transaction() as conn:
                     store.record_failure(
                         conn,
-                        tenant_id=point.tenant_id,
-                        billing_point_id=point.billing_point_id,
+                        tenant_id=tenant_id,
+                        billing_point_id=point_id,
                         error=f"{type(error).__name__}: {error.detail}",
                         at=at,
                     )
-            faults.reach("committed")
-        return len(points)
 
 
 class DraftsDue:

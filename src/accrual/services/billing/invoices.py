@@ -20,20 +20,18 @@ from accrual.domain import codes, invoices, money
 from accrual.domain.errors import NotFound
 from accrual.domain.invoices import DraftLine, InvoiceStatus, LineKind
 from accrual.services import subscriptions as subscription_service
-from accrual.services.billing import compose, faults
+from accrual.services.billing import compose, run
 from accrual.services.billing.compose import Billing
-from accrual.services.billing.views import InvoiceView
+from accrual.services.billing.views import InvoiceView, views_of
 from accrual.services.unit_of_work import Actor, UnitOfWork, read_only, unit_of_work
-from accrual.store import customers as customer_store
 from accrual.store import ids
 from accrual.store import invoices as store
 from accrual.store import subscriptions as subscription_store
 from accrual.store.database import TransactionSource
 from accrual.store.pagination import Page, fetch_page
 from accrual.store.schema import invoices as invoices_table
-from accrual.store.schema import subscriptions as subscriptions_table
 
-BILLING = Actor.system("billing")
+BILLING = run.BILLING
 
 
 class InvoiceOperation(Protocol):
@@ -59,36 +57,6 @@ class InvoiceLineNotFound(NotFound):
 
 
 # --- views -----------------------------------------------------------------------------------
-
-
-def views_of(conn: sa.Connection, rows: Sequence[sa.Row[Any]]) -> list[InvoiceView]:
-    """Views of invoice rows with their lines and their customers' and subscriptions' ids (3 queries)."""
-    if not rows:
-        return []
-    tenant_id = rows[0].tenant_id
-    lines = store.lines_of(conn, tenant_id=tenant_id, invoice_ids=[r.invoice_id for r in rows])
-    customers = customer_store.external_ids(
-        conn, tenant_id=tenant_id, customer_ids={r.customer_id for r in rows}
-    )
-    subscription_ids = {r.subscription_id for r in rows if r.subscription_id is not None}
-    subscriptions: dict[uuid.UUID, str] = {}
-    if subscription_ids:
-        for row in conn.execute(
-            sa.select(subscriptions_table.c.subscription_id, subscriptions_table.c.external_id).where(
-                subscriptions_table.c.tenant_id == tenant_id,
-                subscriptions_table.c.subscription_id.in_(sorted(subscription_ids)),
-            )
-        ):
-            subscriptions[row.subscription_id] = row.external_id or str(row.subscription_id)
-    return [
-        InvoiceView.of(
-            r,
-            lines[r.invoice_id],
-            customer=customers[r.customer_id],
-            subscription=subscriptions.get(r.subscription_id) if r.subscription_id else None,
-        )
-        for r in rows
-    ]
 
 
 def views_of_rows(db: TransactionSource, rows: Sequence[sa.Row[Any]]) -> list[InvoiceView]:
@@ -214,190 +182,15 @@ def recompose(
 def bill_point(
     db: TransactionSource, *, tenant_id: uuid.UUID, billing_point_id: uuid.UUID, now: dt.datetime
 ) -> uuid.UUID | None:
-    """Compose the invoice of a billing point (and finalize it when there is no grace period).
-
-    Idempotent: a point already billed returns its result untouched. Returns the invoice's
-    id, or None when the point had no line to bill.
-    """
-    with unit_of_work(db, tenant_id=tenant_id, actor=BILLING, now=now) as uow:
-        point = store.get_point(uow.conn, tenant_id=tenant_id, billing_point_id=billing_point_id)
-        if point is None:
-            raise LookupError(f"no billing point {billing_point_id}")
-        # The invoice is dated at its billing point, however late the run.
-        uow.now = point.at
-        # The subscription's lock orders this after any ingestion still writing its usage.
-        subscription = subscription_store.get(
-            uow.conn, tenant_id=tenant_id, subscription_id=point.subscription_id, lock="wait"
-        )
-        if subscription is None:
-            raise LookupError(f"no subscription {point.subscription_id}")
-        if store.point_result(uow.conn, tenant_id=tenant_id, billing_point_id=billing_point_id):
-            return None
-        billing = Billing.load(uow.conn, tenant_id=tenant_id, customer_id=subscription.customer_id)
-        versions = compose._versions(
-            uow.conn, tenant_id, sorted({uuid.UUID(raw["plan_version_id"]) for raw in point.fee_lines})
-        )
-        lines = compose.fee_lines(point, versions)
-        lines += compose.point_usage_lines(uow.conn, billing, subscription=subscription, usage=point.usage)
-        grace = billing.grace_period_days
-        invoice = store.insert(
-            uow.conn,
-            {
-                "tenant_id": tenant_id,
-                "invoice_id": ids.new_id(),
-                "customer_id": subscription.customer_id,
-                "subscription_id": subscription.subscription_id,
-                "billing_point_id": billing_point_id,
-                "reason": point.reason,
-                "status": InvoiceStatus.DRAFT.value,
-                "currency": billing.currency.code,
-                "period_start": point.period_start,
-                "period_end": point.period_end,
-                "created_at": uow.now,
-                "finalize_at": uow.now + dt.timedelta(days=grace),
-                "test_clock_id": subscription.test_clock_id,
-                "updated_at": uow.now,
-            },
-        )
-        lines += compose.late_usage_lines(
-            uow.conn, billing, subscription=subscription, invoice_id=invoice.invoice_id
-        )
-        faults.reach("composed")
-        if not lines:
-            store.delete_draft(uow.conn, tenant_id=tenant_id, invoice_id=invoice.invoice_id)
-            store.record_point_result(
-                uow.conn, tenant_id=tenant_id, billing_point_id=billing_point_id, invoice_id=None, at=uow.now
-            )
-            return None
-        compose.write_composition(
-            uow,
-            invoice,
-            lines,
-            billing,
-            coupon=compose.coupon_for(uow.conn, invoice=invoice, subscription=subscription),
-        )
-        store.record_point_result(
-            uow.conn,
-            tenant_id=tenant_id,
-            billing_point_id=billing_point_id,
-            invoice_id=invoice.invoice_id,
-            at=uow.now,
-        )
-        invoice = _reload(uow, invoice.invoice_id)
-        faults.reach("lines_written")
-        view = _view(uow.conn, invoice)
-        uow.changed(
-            "invoice.created",
-            entity_type="invoice",
-            entity_id=str(invoice.invoice_id),
-            before=None,
-            after=view.snapshot(),
-        )
-        if grace == 0:
-            _finalize(uow, invoice, billing, subscription=subscription)
-        return invoice.invoice_id  # type: ignore[no-any-return]
-
-
-# --- finalizing ------------------------------------------------------------------------------
-
-
-def _party(row: sa.Row[Any]) -> dict[str, Any]:
-    return {
-        "id": row.external_id,
-        "name": row.name,
-        "email": row.email,
-        "address": dict(row.billing_address),
-        "tax_rates": list(row.tax_rates),
-    }
-
-
-def _finalize(
-    uow: UnitOfWork, invoice: sa.Row[Any], billing: Billing, *, subscription: sa.Row[Any] | None
-) -> InvoiceView:
-    """Number, settle and freeze a draft composed in this transaction."""
-    before = _view(uow.conn, invoice).snapshot()
-    currency = billing.currency
-    sequence = store.next_number(uow.conn, tenant_id=uow.tenant_id, kind="invoice")
-    number = invoices.format_number(billing.tenant.invoice_prefix, sequence)
-    faults.reach("numbered")
-    total = money.Money(minor=invoice.total, currency=currency).amount
-    store.lock_customer_balance(uow.conn, tenant_id=uow.tenant_id, customer_id=invoice.customer_id)
-    balance = store.balance(
-        uow.conn, tenant_id=uow.tenant_id, customer_id=invoice.customer_id, currency=currency.code
-    )
-    settled = invoices.settle(
-        total=total, balance=money.Money(minor=max(balance, 0), currency=currency).amount
-    )
-    credit = money.to_minor_units(settled.credit_applied, currency)
-    if credit:
-        store.add_balance_entry(
-            uow.conn,
-            {
-                "tenant_id": uow.tenant_id,
-                "entry_id": ids.new_id(),
-                "customer_id": invoice.customer_id,
-                "currency": currency.code,
-                "amount": -credit,
-                "source": "invoice",
-                "source_id": invoice.invoice_id,
-                "created_at": uow.now,
-            },
-        )
-    due = money.to_minor_units(settled.amount_due, currency)
-    paid = due == 0 and billing.tenant.zero_amount_invoices == "mark_paid"
-    store.update(
-        uow.conn,
-        tenant_id=uow.tenant_id,
-        invoice_id=invoice.invoice_id,
-        values={
-            "status": (InvoiceStatus.PAID if paid else InvoiceStatus.OPEN).value,
-            "number": number,
-            "finalize_at": None,
-            "finalized_at": uow.now,
-            "due_at": invoices.due_at(uow.now, payment_terms_days=billing.payment_terms_days),
-            "paid_at": uow.now if paid else None,
-            "credit_applied": credit,
-            "amount_due": due,
-            "seller": dict(billing.tenant.seller)
-            | {"name": billing.tenant.seller.get("name", billing.tenant.name)},
-            "buyer": _party(billing.customer),
-            "updated_at": uow.now,
-        },
-    )
-    if subscription is not None:
-        windows = [
-            line.window_end
-            for line in store.lines_of(uow.conn, tenant_id=uow.tenant_id, invoice_ids=[invoice.invoice_id])[
-                invoice.invoice_id
-            ]
-            if line.kind == LineKind.USAGE and line.window_end is not None
-        ]
-        closed = max(windows, default=None)
-        if closed is not None and (
-            subscription.usage_closed_until is None or closed > subscription.usage_closed_until
-        ):
-            # Usage before this instant is invoiced: events for it that arrive later are late.
-            uow.conn.execute(
-                sa.update(subscriptions_table)
-                .where(
-                    subscriptions_table.c.tenant_id == uow.tenant_id,
-                    subscriptions_table.c.subscription_id == subscription.subscription_id,
-                )
-                .values(usage_closed_until=closed)
-            )
-    view = _view(uow.conn, _reload(uow, invoice.invoice_id))
-    uow.record(
-        "invoice.finalized",
-        entity_type="invoice",
-        entity_id=str(invoice.invoice_id),
-        before=before,
-        after=view.snapshot(),
-    )
-    payload = view.snapshot()
-    uow.emit("invoice.finalized", entity_type="invoice", entity_id=str(invoice.invoice_id), payload=payload)
-    if paid:
-        uow.emit("invoice.paid", entity_type="invoice", entity_id=str(invoice.invoice_id), payload=payload)
-    return view
+    """Compose the invoice of one billing point (and finalize it when there is no grace period),
+    dated at the point. Idempotent: a point already billed changes nothing and gives None, as
+    does a point with no line to bill; otherwise the invoice's id."""
+    with read_only(db) as conn:
+        point = store.get_point(conn, tenant_id=tenant_id, billing_point_id=billing_point_id)
+    if point is None:
+        raise LookupError(f"no billing point {billing_point_id}")
+    billed = run.bill_points(db, tenant_id=tenant_id, point_ids=[billing_point_id], at=point.at)
+    return billed.get(billing_point_id)
 
 
 def finalize_draft(
@@ -417,7 +210,8 @@ def finalize_draft(
             raise invoices.InvoiceStateConflict(
                 "an invoice without lines cannot be finalized", field="/lines"
             )
-        return _finalize(uow, invoice, billing, subscription=subscription)
+        (view,) = run.finalize(uow, [invoice], {invoice.customer_id: billing})
+        return view
 
 
 # --- editing drafts --------------------------------------------------------------------------

@@ -14,6 +14,9 @@ import sqlalchemy as sa
 from accrual.domain import money
 from accrual.domain.invoices import InvoiceStatus, LineKind
 from accrual.domain.periods import Period
+from accrual.store import customers as customer_store
+from accrual.store import invoices as store
+from accrual.store.schema import subscriptions as subscriptions_table
 
 
 def stamp(at: dt.datetime | None) -> str | None:
@@ -31,6 +34,8 @@ def period_json(period: Period | None) -> dict[str, str | None] | None:
 
 def amount_text(amount: Decimal, currency: money.Currency) -> str:
     """An amount with exactly the currency's decimals ("12.30", JPY "1200", KWD "0.875")."""
+    if amount.is_finite() and amount.as_tuple().exponent == -currency.exponent and amount != 0:
+        return format(amount, "f")  # already exact at the minor unit
     return money.Money.from_decimal(amount, currency).format()
 
 
@@ -320,3 +325,33 @@ class PaymentView:
             "to_balance": amount_text(self.to_balance, c),
             "received_at": stamp(self.received_at),
         }
+
+
+def views_of(conn: sa.Connection, rows: Sequence[sa.Row[Any]]) -> list[InvoiceView]:
+    """Views of invoice rows with their lines and their customers' and subscriptions' ids (3 queries)."""
+    if not rows:
+        return []
+    tenant_id = rows[0].tenant_id
+    lines = store.lines_of(conn, tenant_id=tenant_id, invoice_ids=[r.invoice_id for r in rows])
+    customers = customer_store.external_ids(
+        conn, tenant_id=tenant_id, customer_ids={r.customer_id for r in rows}
+    )
+    subscription_ids = {r.subscription_id for r in rows if r.subscription_id is not None}
+    subscriptions: dict[uuid.UUID, str] = {}
+    if subscription_ids:
+        for row in conn.execute(
+            sa.select(subscriptions_table.c.subscription_id, subscriptions_table.c.external_id).where(
+                subscriptions_table.c.tenant_id == tenant_id,
+                subscriptions_table.c.subscription_id.in_(sorted(subscription_ids)),
+            )
+        ):
+            subscriptions[row.subscription_id] = row.external_id or str(row.subscription_id)
+    return [
+        InvoiceView.of(
+            r,
+            lines[r.invoice_id],
+            customer=customers[r.customer_id],
+            subscription=subscriptions.get(r.subscription_id) if r.subscription_id else None,
+        )
+        for r in rows
+    ]

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from accrual.services.billing import faults, invoices
+from accrual.services.billing import faults
+from accrual.services.billing.views import views_of
 from accrual.store.database import Database
 from tests.integration.services.billing.conftest import Played, play
 
@@ -83,7 +84,7 @@ def _invoices(played: Played) -> list[dict[str, Any]]:
             sa.text("select * from invoices where tenant_id = :t order by number nulls last, created_at"),
             {"t": played.tenant_id},
         ).all()
-        views = invoices.views_of(conn, rows)
+        views = views_of(conn, rows)
     found = []
     for view in views:
         snapshot = view.snapshot()
