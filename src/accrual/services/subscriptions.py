@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from accrual.domain import codes, money, plans, subscriptions
 from accrual.domain.clock import require_aware
-from accrual.domain.errors import Conflict, InvalidInput, NotFound
+from accrual.domain.errors import AccrualError, Conflict, InvalidInput, NotFound
 from accrual.domain.periods import Period, ProrationUnit
 from accrual.domain.subscriptions import Action, BillingMode, ChangeTiming, State, Status, Step, VersionTerms
 from accrual.services.catalog.common import CouponView
@@ -33,8 +33,10 @@ from accrual.store import ids
 from accrual.store import subscriptions as store
 from accrual.store import tenants as tenant_store
 from accrual.store import test_clocks as clock_store
-from accrual.store.database import TransactionSource
+from accrual.store.database import TransactionSource, insert_rows
 from accrual.store.pagination import Page, fetch_page
+from accrual.store.schema import billing_points as billing_points_table
+from accrual.store.schema import subscription_history as subscription_history_table
 from accrual.store.schema import subscriptions as subscriptions_table
 
 _CREATE_FIELDS = (
@@ -53,7 +55,8 @@ _CREATE_FIELDS = (
     "trial_end_behavior",
 )
 _CHANGE_FIELDS = ("plan", "plan_version", "quantity", "timing", "at")
-DUE_BATCH = 500
+DUE_BATCH = 1000
+RENEWAL_BATCH = 200
 
 
 class SubscriptionNotFound(NotFound):
@@ -339,6 +342,54 @@ def _event_types(transition: subscriptions.Transition, before: State | None, aft
     return types
 
 
+@dataclasses.dataclass
+class _Batch:
+    """Many subscriptions' due work in one transaction: what was read for all of them at once,
+    and their writes, held to be written together at the end."""
+
+    rows: dict[uuid.UUID, sa.Row[Any]]
+    pending: dict[uuid.UUID, list[store.ScheduledChange]]
+    contexts: dict[uuid.UUID, _Context]
+    last_seq: dict[uuid.UUID, int]
+    updates: list[tuple[uuid.UUID, dict[str, Any]]] = dataclasses.field(default_factory=list)
+    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    points: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def load(
+        cls, conn: sa.Connection, *, tenant_id: uuid.UUID, subscription_ids: Sequence[uuid.UUID]
+    ) -> _Batch:
+        rows = store.lock_many(conn, tenant_id=tenant_id, subscription_ids=subscription_ids)
+        tenant = tenant_store.get(conn, tenant_id)
+        customers = customer_store.get_many(
+            conn, tenant_id=tenant_id, customer_ids=sorted({r.customer_id for r in rows.values()})
+        )
+        if tenant is None:
+            raise SubscriptionNotFound("the subscriptions' tenant no longer exists")
+        return cls(
+            rows=rows,
+            pending=store.pending_changes_of_many(conn, tenant_id=tenant_id, subscription_ids=list(rows)),
+            contexts={
+                cid: _Context(
+                    tz=c.timezone or tenant.timezone,
+                    proration=ProrationUnit(tenant.proration),
+                    has_payment_method=c.payment_method is not None,
+                )
+                for cid, c in customers.items()
+            },
+            last_seq=store.last_history_seqs(conn, tenant_id=tenant_id, subscription_ids=list(rows)),
+        )
+
+    def write(self, conn: sa.Connection, *, tenant_id: uuid.UUID) -> None:
+        by_columns: dict[tuple[str, ...], list[tuple[uuid.UUID, dict[str, Any]]]] = {}
+        for sid, values in self.updates:
+            by_columns.setdefault(tuple(values), []).append((sid, values))
+        for updates in by_columns.values():
+            store.update_many(conn, tenant_id=tenant_id, updates=updates)
+        insert_rows(conn, subscription_history_table, self.history)
+        insert_rows(conn, billing_points_table, self.points)
+
+
 def _persist(
     uow: UnitOfWork,
     row: sa.Row[Any],
@@ -348,10 +399,12 @@ def _persist(
     details: Mapping[str, Any],
     test_clock_id: uuid.UUID | None,
     pending: Sequence[store.ScheduledChange] | None = None,
+    batch: _Batch | None = None,
 ) -> SubscriptionView:
     """Save a step's outcome: state, history, billing point, audit record and events.
 
-    `pending` are the subscription's scheduled changes still to apply, if the caller has them.
+    `pending` are the subscription's scheduled changes still to apply, if the caller has them;
+    with a `batch`, the writes wait in it to be written with the others'.
     """
     subscription_id = row.subscription_id
     if pending is None:
@@ -363,32 +416,44 @@ def _persist(
         "lock_version": row.lock_version + 1,
         "updated_at": uow.now,
     }
-    store.update(uow.conn, tenant_id=uow.tenant_id, subscription_id=subscription_id, values=values)
     state = step.state
-    first_seq = store.append_history(
-        uow.conn,
-        tenant_id=uow.tenant_id,
-        subscription_id=subscription_id,
-        rows=[
-            {
-                "action": t.action.value,
-                "at": t.at,
-                "from_status": t.from_status.value if t.from_status else None,
-                "to_status": t.to_status.value,
-                "reason": t.reason,
-                "plan_version_id": state.terms.plan_version_id,
-                "quantity": state.quantity,
-                "period_start": state.period.start if state.period else None,
-                "period_end": state.period.end if state.period else None,
-                "actor": str(uow.actor),
-                "details": dict(details),
-            }
-            for t in step.transitions
-        ],
-    )
+    history_rows = [
+        {
+            "action": t.action.value,
+            "at": t.at,
+            "from_status": t.from_status.value if t.from_status else None,
+            "to_status": t.to_status.value,
+            "reason": t.reason,
+            "plan_version_id": state.terms.plan_version_id,
+            "quantity": state.quantity,
+            "period_start": state.period.start if state.period else None,
+            "period_end": state.period.end if state.period else None,
+            "actor": str(uow.actor),
+            "details": dict(details),
+        }
+        for t in step.transitions
+    ]
+    if batch is None:
+        store.update(uow.conn, tenant_id=uow.tenant_id, subscription_id=subscription_id, values=values)
+        first_seq = store.append_history(
+            uow.conn, tenant_id=uow.tenant_id, subscription_id=subscription_id, rows=history_rows
+        )
+    else:
+        batch.updates.append((subscription_id, values))
+        first_seq = batch.last_seq.get(subscription_id, 0) + 1
+        batch.last_seq[subscription_id] = first_seq + len(history_rows) - 1
+        batch.history += [
+            {"tenant_id": uow.tenant_id, "subscription_id": subscription_id, "seq": first_seq + i, **r}
+            for i, r in enumerate(history_rows)
+        ]
     if step.billing is not None:
         _save_billing_point(
-            uow, subscription_id, step.billing, history_seq=first_seq, test_clock_id=test_clock_id
+            uow,
+            subscription_id,
+            step.billing,
+            history_seq=first_seq,
+            test_clock_id=test_clock_id,
+            batch=batch,
         )
     view = _views(uow.conn, [types.SimpleNamespace(**(dict(row._mapping) | values))])[0]
     snapshot = view.snapshot()
@@ -416,43 +481,45 @@ def _save_billing_point(
     *,
     history_seq: int,
     test_clock_id: uuid.UUID | None,
+    batch: _Batch | None = None,
 ) -> None:
-    store.insert_billing_point(
-        uow.conn,
-        {
-            "tenant_id": uow.tenant_id,
-            "billing_point_id": ids.new_id(),
-            "subscription_id": subscription_id,
-            "history_seq": history_seq,
-            "reason": point.reason.value,
-            "at": point.at,
-            "period_start": point.period.start,
-            "period_end": point.period.end,
-            "fee_lines": [
-                {
-                    "kind": line.kind,
-                    "charge": line.charge,
-                    "description": line.description,
-                    "period": _period_json(line.period),
-                    "quantity": str(line.quantity),
-                    "unit_amount": str(line.unit_amount),
-                    "amount": str(line.amount),
-                    "plan_version_id": str(line.plan_version_id),
-                }
-                for line in point.fee_lines
-            ],
-            "usage": [
-                {
-                    "plan_version_id": str(window.plan_version_id),
-                    "window": _period_json(window.window),
-                    "period": _period_json(window.period),
-                }
-                for window in point.usage
-            ],
-            "test_clock_id": test_clock_id,
-            "created_at": uow.now,
-        },
-    )
+    values = {
+        "tenant_id": uow.tenant_id,
+        "billing_point_id": ids.new_id(),
+        "subscription_id": subscription_id,
+        "history_seq": history_seq,
+        "reason": point.reason.value,
+        "at": point.at,
+        "period_start": point.period.start,
+        "period_end": point.period.end,
+        "fee_lines": [
+            {
+                "kind": line.kind,
+                "charge": line.charge,
+                "description": line.description,
+                "period": _period_json(line.period),
+                "quantity": str(line.quantity),
+                "unit_amount": str(line.unit_amount),
+                "amount": str(line.amount),
+                "plan_version_id": str(line.plan_version_id),
+            }
+            for line in point.fee_lines
+        ],
+        "usage": [
+            {
+                "plan_version_id": str(window.plan_version_id),
+                "window": _period_json(window.window),
+                "period": _period_json(window.period),
+            }
+            for window in point.usage
+        ],
+        "test_clock_id": test_clock_id,
+        "created_at": uow.now,
+    }
+    if batch is None:
+        store.insert_billing_point(uow.conn, values)
+    else:
+        batch.points.append(values)
 
 
 def _view_of(conn: sa.Connection, tenant_id: uuid.UUID, subscription_id: uuid.UUID) -> SubscriptionView:
@@ -1233,68 +1300,93 @@ def process_due(
     Returns False if nothing was due by the time the lock was taken (another worker did it).
     """
     with unit_of_work(db, tenant_id=tenant_id, actor=Actor.system("clock"), now=at) as uow:
+        return _process_due(uow, subscription_id=subscription_id, at=at)
+
+
+def process_due_many(
+    db: TransactionSource, *, tenant_id: uuid.UUID, subscription_ids: Sequence[uuid.UUID], at: dt.datetime
+) -> int:
+    """`process_due` for many subscriptions of one tenant in one transaction (one commit, one
+    audit and outbox write for all); returns how many had something due."""
+    with unit_of_work(db, tenant_id=tenant_id, actor=Actor.system("clock"), now=at) as uow:
+        batch = _Batch.load(uow.conn, tenant_id=tenant_id, subscription_ids=subscription_ids)
+        done = sum(_process_due(uow, subscription_id=sid, at=at, batch=batch) for sid in subscription_ids)
+        batch.write(uow.conn, tenant_id=tenant_id)
+        return done
+
+
+def _process_due(
+    uow: UnitOfWork, *, subscription_id: uuid.UUID, at: dt.datetime, batch: _Batch | None = None
+) -> bool:
+    tenant_id = uow.tenant_id
+    if batch is None:
         row = store.get(uow.conn, tenant_id=tenant_id, subscription_id=subscription_id, lock="wait")
-        if row is None or row.next_due_at is None or row.next_due_at > at:
-            return False
-        due = row.next_due_at
-        uow.now = due
+    else:
+        row = batch.rows.get(subscription_id)
+    if row is None or row.next_due_at is None or row.next_due_at > at:
+        return False
+    due = row.next_due_at
+    uow.now = due
+    if batch is None:
         pending = store.scheduled_changes_of(
             uow.conn, tenant_id=tenant_id, subscription_id=subscription_id, pending_only=True
         )
-        version_ids = [row.plan_version_id, *[c.plan_version_id for c in pending]]
-        version_ids += [s.plan_version_id for s in _segments_from(row.segments)]
-        terms = load_terms(uow.conn, tenant_id, version_ids)
-        context = _context(uow.conn, tenant_id, row.customer_id)
-        state = _state(row, terms[row.plan_version_id], context)
-        lifecycle_due = subscriptions.next_due(state)
-        settled: dict[uuid.UUID, str] = {}
-        instant_change = next(
-            (c for c in pending if not c.at_period_end and c.effective_at == due and due != lifecycle_due),
-            None,
-        )
-        step: Step | None = None
-        if instant_change is not None:
-            step, ok = _apply_instant_change(state, instant_change, terms)
-            settled[instant_change.scheduled_change_id] = "applied" if ok else "canceled"
-        elif lifecycle_due is not None and due >= lifecycle_due:
-            # A change for this boundary: one scheduled at period end, or at exactly this instant.
-            boundary = next((c for c in pending if c.at_period_end or c.effective_at == due), None)
-            if boundary is not None:
-                usable = state.status not in (Status.CANCELED, Status.PENDING)
-                settled[boundary.scheduled_change_id] = "applied" if usable else "canceled"
-                boundary = boundary if usable else None
-            step = subscriptions.due_step(
-                state,
-                terms_by_version=terms,
-                change_at_boundary=(terms[boundary.plan_version_id], boundary.quantity) if boundary else None,
-                has_payment_method=context.has_payment_method,
-                trial_end_behavior=subscriptions.TrialEndBehavior(row.trial_end_behavior),
-            )
-        for change_id, status in settled.items():
-            store.settle_scheduled_change(
-                uow.conn, tenant_id=tenant_id, scheduled_change_id=change_id, status=status, at=due
-            )
-        still_pending = [c for c in pending if c.scheduled_change_id not in settled]
-        if step is None:
-            # Nothing is due after all (a stored instant went stale): only set it right.
-            store.update(
-                uow.conn,
-                tenant_id=tenant_id,
-                subscription_id=subscription_id,
-                values={"next_due_at": _next_due_at(state, still_pending)},
-            )
-            return True
-        before = _views(uow.conn, [row])[0].snapshot()
-        _persist(
-            uow,
-            row,
+    else:
+        pending = batch.pending.get(subscription_id, [])
+    version_ids = [row.plan_version_id, *[c.plan_version_id for c in pending]]
+    version_ids += [s.plan_version_id for s in _segments_from(row.segments)]
+    terms = load_terms(uow.conn, tenant_id, version_ids)
+    context = batch.contexts[row.customer_id] if batch else _context(uow.conn, tenant_id, row.customer_id)
+    state = _state(row, terms[row.plan_version_id], context)
+    lifecycle_due = subscriptions.next_due(state)
+    settled: dict[uuid.UUID, str] = {}
+    instant_change = next(
+        (c for c in pending if not c.at_period_end and c.effective_at == due and due != lifecycle_due),
+        None,
+    )
+    step: Step | None = None
+    if instant_change is not None:
+        step, ok = _apply_instant_change(state, instant_change, terms)
+        settled[instant_change.scheduled_change_id] = "applied" if ok else "canceled"
+    elif lifecycle_due is not None and due >= lifecycle_due:
+        # A change for this boundary: one scheduled at period end, or at exactly this instant.
+        boundary = next((c for c in pending if c.at_period_end or c.effective_at == due), None)
+        if boundary is not None:
+            usable = state.status not in (Status.CANCELED, Status.PENDING)
+            settled[boundary.scheduled_change_id] = "applied" if usable else "canceled"
+            boundary = boundary if usable else None
+        step = subscriptions.due_step(
             state,
-            step,
-            details={"before": before},
-            test_clock_id=row.test_clock_id,
-            pending=still_pending,
+            terms_by_version=terms,
+            change_at_boundary=(terms[boundary.plan_version_id], boundary.quantity) if boundary else None,
+            has_payment_method=context.has_payment_method,
+            trial_end_behavior=subscriptions.TrialEndBehavior(row.trial_end_behavior),
         )
+    for change_id, status in settled.items():
+        store.settle_scheduled_change(
+            uow.conn, tenant_id=tenant_id, scheduled_change_id=change_id, status=status, at=due
+        )
+    still_pending = [c for c in pending if c.scheduled_change_id not in settled]
+    if step is None:
+        # Nothing is due after all (a stored instant went stale): only set it right.
+        fixed = {"next_due_at": _next_due_at(state, still_pending)}
+        if batch is None:
+            store.update(uow.conn, tenant_id=tenant_id, subscription_id=subscription_id, values=fixed)
+        else:
+            batch.updates.append((subscription_id, fixed))
         return True
+    before = _views(uow.conn, [row])[0].snapshot()
+    _persist(
+        uow,
+        row,
+        state,
+        step,
+        details={"before": before},
+        test_clock_id=row.test_clock_id,
+        pending=still_pending,
+        batch=batch,
+    )
+    return True
 
 
 def _apply_instant_change(
@@ -1338,8 +1430,26 @@ class SubscriptionDueWork:
             due = store.due_at_or_before(
                 conn, tenant_id=scope.tenant_id, test_clock_id=scope.test_clock_id, at=at, limit=DUE_BATCH
             )
+        # Many subscriptions of a tenant in one transaction; should one fail, each on its own, so
+        # one subscription's problem holds back no other.
         done = 0
-        for tenant_id, subscription_id in due:
-            if process_due(db, tenant_id=tenant_id, subscription_id=subscription_id, at=at):
-                done += 1
+        for tenant_id, chunk in _by_tenant(due, size=RENEWAL_BATCH):
+            try:
+                done += process_due_many(db, tenant_id=tenant_id, subscription_ids=chunk, at=at)
+            except (AccrualError, sa.exc.DBAPIError):
+                for subscription_id in chunk:
+                    if process_due(db, tenant_id=tenant_id, subscription_id=subscription_id, at=at):
+                        done += 1
         return done
+
+
+def _by_tenant(
+    due: Sequence[tuple[uuid.UUID, uuid.UUID]], *, size: int
+) -> list[tuple[uuid.UUID, list[uuid.UUID]]]:
+    chunks: list[tuple[uuid.UUID, list[uuid.UUID]]] = []
+    for tenant_id, subscription_id in due:
+        if chunks and chunks[-1][0] == tenant_id and len(chunks[-1][1]) < size:
+            chunks[-1][1].append(subscription_id)
+        else:
+            chunks.append((tenant_id, [subscription_id]))
+    return chunks

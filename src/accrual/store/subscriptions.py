@@ -294,3 +294,57 @@ def close_usage(conn: sa.Connection, *, tenant_id: uuid.UUID, until: Mapping[uui
         ),
         {"t": tenant_id, "subs": [s for s, _ in pairs], "until": [u for _, u in pairs]},
     )
+
+
+def pending_changes_of_many(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, subscription_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[ScheduledChange]]:
+    """`scheduled_changes_of(pending_only=True)` for many subscriptions, in one statement."""
+    found: dict[uuid.UUID, list[ScheduledChange]] = {sid: [] for sid in subscription_ids}
+    rows = conn.execute(
+        sa.select(scheduled_changes)
+        .where(
+            scheduled_changes.c.tenant_id == tenant_id,
+            scheduled_changes.c.subscription_id.in_(list(subscription_ids)),
+            scheduled_changes.c.status == "scheduled",
+        )
+        .order_by(scheduled_changes.c.effective_at, scheduled_changes.c.created_at)
+    )
+    for row in rows:
+        found[row.subscription_id].append(ScheduledChange.of(row))
+    return found
+
+
+def last_history_seqs(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, subscription_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    rows = conn.execute(
+        sa.select(subscription_history.c.subscription_id, sa.func.max(subscription_history.c.seq))
+        .where(
+            subscription_history.c.tenant_id == tenant_id,
+            subscription_history.c.subscription_id.in_(list(subscription_ids)),
+        )
+        .group_by(subscription_history.c.subscription_id)
+    )
+    return {sid: int(seq) for sid, seq in rows}
+
+
+def update_many(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, updates: Sequence[tuple[uuid.UUID, Mapping[str, Any]]]
+) -> None:
+    """Many subscriptions' updates, each setting the same columns, as one pipelined statement."""
+    if not updates:
+        return
+    columns = list(updates[0][1])
+    statement = (
+        sa.update(subscriptions)
+        .where(
+            subscriptions.c.tenant_id == sa.bindparam("key_tenant_id"),
+            subscriptions.c.subscription_id == sa.bindparam("key_subscription_id"),
+        )
+        .values({c: sa.bindparam(c, type_=subscriptions.c[c].type) for c in columns})
+    )
+    conn.execute(
+        statement,
+        [{"key_tenant_id": tenant_id, "key_subscription_id": sid, **dict(values)} for sid, values in updates],
+    )
