@@ -33,6 +33,7 @@ from accrual.store import ids
 from accrual.store import subscriptions as store
 from accrual.store import tenants as tenant_store
 from accrual.store import test_clocks as clock_store
+from accrual.store.cache import FactCache
 from accrual.store.database import TransactionSource, insert_rows
 from accrual.store.pagination import Page, fetch_page
 from accrual.store.schema import billing_points as billing_points_table
@@ -193,7 +194,18 @@ def load_terms(
 ) -> dict[uuid.UUID, VersionTerms]:
     """The lifecycle's view of plan versions, by id."""
     found = catalog_store.versions_by_id(conn, tenant_id=tenant_id, version_ids=version_ids)
-    return {vid: _terms_of(v) for vid, v in found.items()}
+    terms = {}
+    for version_id, version in found.items():
+        cached = _TERMS.get((tenant_id, version_id))
+        if cached is None:
+            cached = _terms_of(version)
+            if version.version.status == "published":  # frozen: what was read stays true
+                _TERMS.put((tenant_id, version_id), cached)
+        terms[version_id] = cached
+    return terms
+
+
+_TERMS = FactCache[tuple[uuid.UUID, uuid.UUID], VersionTerms](size=20_000)
 
 
 def _terms_of(found: catalog_store.VersionWithPlan) -> VersionTerms:
@@ -366,6 +378,8 @@ class _Batch:
         )
         if tenant is None:
             raise SubscriptionNotFound("the subscriptions' tenant no longer exists")
+        # Warm the cache the views read from: one statement, not one per subscription.
+        customer_store.external_ids(conn, tenant_id=tenant_id, customer_ids=set(customers))
         return cls(
             rows=rows,
             pending=store.pending_changes_of_many(conn, tenant_id=tenant_id, subscription_ids=list(rows)),

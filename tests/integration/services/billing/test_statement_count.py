@@ -1,0 +1,163 @@
+"""The billing run's statement count does not grow with the number of subscriptions it bills."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from accrual.services import catalog, customers, subscriptions
+from accrual.services.billing.due import BillingPointsDue
+from accrual.services.due_work import ClockScope
+from accrual.services.subscriptions import SubscriptionDueWork
+from accrual.services.tenants import CreatedTenant
+from accrual.services.usage import ingest, intake
+from accrual.store.database import Database
+from tests.integration.services.billing.conftest import ACTOR
+
+START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+END = dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
+
+CATALOG: dict[str, Any] = {
+    "meters": [{"code": "calls", "aggregation": "count"}],
+    "taxes": [{"code": "VAT", "rate": "20"}],
+    "coupons": [{"code": "TEN", "kind": "percentage", "value": "10", "duration": "forever"}],
+    "plans": [
+        {
+            "code": "pro",
+            "currency": "EUR",
+            "interval": "month",
+            "charges": [
+                {"code": "base", "model": "flat", "amount": "29"},
+                {"code": "ops", "model": "flat", "amount": "5", "timing": "in_arrears"},
+                {"code": "calls", "meter": "calls", "model": "per_unit", "amount": "0.05"},
+            ],
+        }
+    ],
+}
+
+# Copies of the template customer and subscription, as if made one by one.
+CLONE = """
+WITH made AS (
+    INSERT INTO customers (tenant_id, customer_id, external_id, name, email, currency, timezone,
+        billing_address,
+                           tax_rates, grace_period_days, payment_method, metadata, test_clock_id, created_at,
+                           updated_at, payment_terms_days)
+    SELECT tenant_id, gen_random_uuid(), external_id || '-' || g, name, email, currency, timezone,
+        billing_address,
+           tax_rates, grace_period_days, payment_method, metadata, test_clock_id, created_at, updated_at,
+           payment_terms_days
+      FROM customers, generate_series(1, :n) g WHERE tenant_id = :t AND external_id = 'template'
+    RETURNING customer_id, external_id
+)
+INSERT INTO subscriptions (tenant_id, subscription_id, external_id, customer_id, plan_id,
+    plan_version_id, status,
+                           quantity, billing, trial_end_behavior, start_at, anchor, trial_end,
+                               current_period_start,
+                           current_period_end, segments, advance_billed, cancel_at_period_end,
+                               coupon_id, metadata,
+                           test_clock_id, next_due_at, lock_version, usage_grid_offset_us, created_at,
+                               updated_at)
+SELECT s.tenant_id, gen_random_uuid(), made.external_id, made.customer_id, s.plan_id, s.plan_version_id,
+    s.status,
+       s.quantity, s.billing, s.trial_end_behavior, s.start_at, s.anchor, s.trial_end, s.current_period_start,
+       s.current_period_end, s.segments, s.advance_billed, s.cancel_at_period_end, s.coupon_id, s.metadata,
+       s.test_clock_id, s.next_due_at, s.lock_version, s.usage_grid_offset_us, s.created_at, s.updated_at
+  FROM subscriptions s, made WHERE s.tenant_id = :t AND s.external_id = 'template'
+"""
+
+
+def _billing_run_statements(db: Database, tenant: CreatedTenant, count: int) -> tuple[int, int]:
+    """Set up `count` subscriptions of one tenant due at END, renew them, then count the
+    statements billing them takes; return (statements, invoices)."""
+    tid = tenant.tenant.tenant_id
+    catalog.apply_catalog(db, tenant_id=tid, document=CATALOG, actor=ACTOR, now=START)
+    customers.create_customer(
+        db,
+        tenant_id=tid,
+        spec={"external_id": "template", "currency": "EUR", "tax_rates": ["VAT"]},
+        test_clock_id=None,
+        actor=ACTOR,
+        now=START,
+    )
+    subscriptions.create_subscription(
+        db,
+        tenant_id=tid,
+        spec={
+            "external_id": "template",
+            "customer": "template",
+            "plan": "pro",
+            "billing": "calendar",
+            "coupon": "TEN",
+        },
+        actor=ACTOR,
+        now=START,
+    )
+    with db.transaction() as conn:
+        conn.execute(
+            sa.text("update subscriptions set advance_billed = true where tenant_id = :t"), {"t": tid}
+        )
+        conn.execute(sa.text(CLONE), {"t": tid, "n": count - 1})
+        # The template's start is not part of the run.
+        conn.execute(
+            sa.text(
+                "insert into billing_point_results (tenant_id, billing_point_id, processed_at) "
+                "select tenant_id, billing_point_id, :at from billing_points where tenant_id = :t"
+            ),
+            {"t": tid, "at": START},
+        )
+    events = intake.parse_events(
+        [
+            {"id": f"e{i}", "subscription": f"template-{i}", "meter": "calls"}
+            for i in range(1, min(count, 50))
+        ],
+        now=START + dt.timedelta(days=3),
+    )
+    ingest.ingest(db, tenant_id=tid, events=events, now=START + dt.timedelta(days=3))
+    scope = ClockScope(tenant_id=None, test_clock_id=None)
+    while SubscriptionDueWork().run_due(db, scope=scope, at=END):
+        pass
+    statements = 0
+
+    def counted(*_: object) -> None:
+        nonlocal statements
+        statements += 1
+
+    sa.event.listen(db.engine, "before_cursor_execute", counted)
+    try:
+        BillingPointsDue().run_due(db, scope=scope, at=END)
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", counted)
+    with db.connect() as conn:
+        invoices = conn.execute(
+            sa.text("select count(*) from invoices where tenant_id = :t and number is not null"), {"t": tid}
+        ).scalar_one()
+    return statements, int(invoices)
+
+
+@pytest.fixture
+def only_this_tenant_due(db: Database) -> None:
+    """The run follows the real clock across tenants: leave none of other tests' work due then."""
+    with db.transaction() as conn:
+        conn.execute(sa.text("update subscriptions set next_due_at = null where test_clock_id is null"))
+        conn.execute(
+            sa.text(
+                "insert into billing_point_results (tenant_id, billing_point_id, processed_at) "
+                "select p.tenant_id, p.billing_point_id, now() from billing_points p "
+                "where p.test_clock_id is null and not exists (select 1 from billing_point_results r "
+                "where r.tenant_id = p.tenant_id and r.billing_point_id = p.billing_point_id)"
+            )
+        )
+
+
+@pytest.mark.usefixtures("only_this_tenant_due")
+def test_the_same_statements_bill_100_or_1000_subscriptions(
+    db: Database, tenant: CreatedTenant, other_tenant: CreatedTenant
+) -> None:
+    small = _billing_run_statements(db, tenant, 100)
+    large = _billing_run_statements(db, other_tenant, 1000)
+    assert (small[1], large[1]) == (100, 1000)
+    assert small[0] == large[0]
+    assert large[0] < 40
