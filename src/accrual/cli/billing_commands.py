@@ -340,36 +340,22 @@ def _act(tenant: str, invoice: str, operation: Any, as_json: bool, **extra: Any)
         out.print(f"invoice {result.number or 'draft'} is {result.status.value}", highlight=False)
 
 
-@invoices_app.command("finalize")
-def invoices_finalize(
-    tenant: TenantOption, invoice: Annotated[str, typer.Argument()], as_json: JsonFlag = False
-) -> None:
-    """Finalize a draft now: number it and freeze it."""
-    _act(tenant, invoice, invoices.finalize_draft, as_json)
+def _invoice_command(name: str, operation: invoices.InvoiceOperation, summary: str) -> None:
+    def command(
+        tenant: TenantOption,
+        invoice: Annotated[str, typer.Argument(help="Invoice id or number.")],
+        as_json: JsonFlag = False,
+    ) -> None:
+        _act(tenant, invoice, operation, as_json)
+
+    command.__doc__ = summary
+    invoices_app.command(name)(command)
 
 
-@invoices_app.command("void")
-def invoices_void(
-    tenant: TenantOption, invoice: Annotated[str, typer.Argument()], as_json: JsonFlag = False
-) -> None:
-    """Void an open or uncollectible invoice."""
-    _act(tenant, invoice, invoices.void_invoice, as_json)
-
-
-@invoices_app.command("uncollectible")
-def invoices_uncollectible(
-    tenant: TenantOption, invoice: Annotated[str, typer.Argument()], as_json: JsonFlag = False
-) -> None:
-    """Mark an open invoice uncollectible."""
-    _act(tenant, invoice, invoices.mark_uncollectible, as_json)
-
-
-@invoices_app.command("refresh")
-def invoices_refresh(
-    tenant: TenantOption, invoice: Annotated[str, typer.Argument()], as_json: JsonFlag = False
-) -> None:
-    """Rate a draft's usage again."""
-    _act(tenant, invoice, invoices.refresh_draft, as_json)
+_invoice_command("finalize", invoices.finalize_draft, "Finalize a draft now: number it and freeze it.")
+_invoice_command("void", invoices.void_invoice, "Void an open or uncollectible invoice.")
+_invoice_command("uncollectible", invoices.mark_uncollectible, "Mark an open invoice uncollectible.")
+_invoice_command("refresh", invoices.refresh_draft, "Rate a draft's usage again.")
 
 
 @invoices_app.command("add-line")

@@ -61,10 +61,6 @@ def next_number(conn: sa.Connection, *, tenant_id: uuid.UUID, kind: str) -> int:
 # --- invoices --------------------------------------------------------------------------------
 
 
-def insert(conn: sa.Connection, values: Mapping[str, Any]) -> sa.Row[Any]:
-    return conn.execute(sa.insert(invoices).values(dict(values)).returning(invoices)).one()
-
-
 def get(
     conn: sa.Connection, *, tenant_id: uuid.UUID, invoice_id: uuid.UUID, for_update: bool = False
 ) -> sa.Row[Any] | None:
@@ -169,22 +165,32 @@ def _unbilled_points(tenant_id: uuid.UUID | None, test_clock_id: uuid.UUID | Non
         billing_failures.c.tenant_id == billing_points.c.tenant_id,
         billing_failures.c.billing_point_id == billing_points.c.billing_point_id,
     )
-    query = sa.select(billing_points).where(~sa.exists(done), ~sa.exists(failed))
+    return sa.select(billing_points).where(
+        ~sa.exists(done), ~sa.exists(failed), _on_clock(billing_points, tenant_id, test_clock_id)
+    )
+
+
+def _on_clock(
+    table: sa.Table, tenant_id: uuid.UUID | None, test_clock_id: uuid.UUID | None
+) -> sa.ColumnElement[bool]:
+    """Rows of the real clock (any tenant), or of one test clock of one tenant."""
     if test_clock_id is None:
-        query = query.where(billing_points.c.test_clock_id.is_(None))
-    else:
-        query = query.where(
-            billing_points.c.tenant_id == tenant_id, billing_points.c.test_clock_id == test_clock_id
-        )
-    return query
+        return table.c.test_clock_id.is_(None)
+    return sa.and_(table.c.tenant_id == tenant_id, table.c.test_clock_id == test_clock_id)
+
+
+def _earliest(
+    conn: sa.Connection, query: sa.Select[Any], column: sa.Column[Any], until: dt.datetime
+) -> dt.datetime | None:
+    inner = query.where(column <= until).subquery()
+    found: dt.datetime | None = conn.execute(sa.select(sa.func.min(inner.c[column.name]))).scalar_one()
+    return found
 
 
 def earliest_unbilled_point(
     conn: sa.Connection, *, tenant_id: uuid.UUID | None, test_clock_id: uuid.UUID | None, until: dt.datetime
 ) -> dt.datetime | None:
-    inner = _unbilled_points(tenant_id, test_clock_id).where(billing_points.c.at <= until).subquery()
-    found: dt.datetime | None = conn.execute(sa.select(sa.func.min(inner.c.at))).scalar_one()
-    return found
+    return _earliest(conn, _unbilled_points(tenant_id, test_clock_id), billing_points.c.at, until)
 
 
 def unbilled_points(
@@ -226,33 +232,6 @@ def get_point(
     ).first()
 
 
-def point_result(conn: sa.Connection, *, tenant_id: uuid.UUID, billing_point_id: uuid.UUID) -> bool:
-    return (
-        conn.execute(
-            sa.select(billing_point_results.c.billing_point_id).where(
-                billing_point_results.c.tenant_id == tenant_id,
-                billing_point_results.c.billing_point_id == billing_point_id,
-            )
-        ).first()
-        is not None
-    )
-
-
-def record_point_result(
-    conn: sa.Connection,
-    *,
-    tenant_id: uuid.UUID,
-    billing_point_id: uuid.UUID,
-    invoice_id: uuid.UUID | None,
-    at: dt.datetime,
-) -> None:
-    conn.execute(
-        sa.insert(billing_point_results).values(
-            tenant_id=tenant_id, billing_point_id=billing_point_id, invoice_id=invoice_id, processed_at=at
-        )
-    )
-
-
 def record_failure(
     conn: sa.Connection, *, tenant_id: uuid.UUID, billing_point_id: uuid.UUID, error: str, at: dt.datetime
 ) -> None:
@@ -288,18 +267,17 @@ def clear_failures(conn: sa.Connection, *, tenant_id: uuid.UUID | None) -> int:
 
 
 def _drafts_due(tenant_id: uuid.UUID | None, test_clock_id: uuid.UUID | None) -> sa.Select[Any]:
-    query = sa.select(invoices).where(invoices.c.status == "draft", invoices.c.finalize_at.is_not(None))
-    if test_clock_id is None:
-        return query.where(invoices.c.test_clock_id.is_(None))
-    return query.where(invoices.c.tenant_id == tenant_id, invoices.c.test_clock_id == test_clock_id)
+    return sa.select(invoices).where(
+        invoices.c.status == "draft",
+        invoices.c.finalize_at.is_not(None),
+        _on_clock(invoices, tenant_id, test_clock_id),
+    )
 
 
 def earliest_draft_due(
     conn: sa.Connection, *, tenant_id: uuid.UUID | None, test_clock_id: uuid.UUID | None, until: dt.datetime
 ) -> dt.datetime | None:
-    inner = _drafts_due(tenant_id, test_clock_id).where(invoices.c.finalize_at <= until).subquery()
-    found: dt.datetime | None = conn.execute(sa.select(sa.func.min(inner.c.finalize_at))).scalar_one()
-    return found
+    return _earliest(conn, _drafts_due(tenant_id, test_clock_id), invoices.c.finalize_at, until)
 
 
 def drafts_due(
@@ -388,18 +366,6 @@ def billed_usage_lines(
 # --- balances, credit notes, payments -------------------------------------------------------
 
 
-def balance(conn: sa.Connection, *, tenant_id: uuid.UUID, customer_id: uuid.UUID, currency: str) -> int:
-    """The customer's credit balance in `currency`, in minor units (positive: in its favour)."""
-    found: int = conn.execute(
-        sa.select(sa.func.coalesce(sa.func.sum(customer_balance_entries.c.amount), 0)).where(
-            customer_balance_entries.c.tenant_id == tenant_id,
-            customer_balance_entries.c.customer_id == customer_id,
-            customer_balance_entries.c.currency == currency,
-        )
-    ).scalar_one()
-    return int(found)
-
-
 def balances(conn: sa.Connection, *, tenant_id: uuid.UUID, customer_id: uuid.UUID) -> dict[str, int]:
     rows = conn.execute(
         sa.select(customer_balance_entries.c.currency, sa.func.sum(customer_balance_entries.c.amount))
@@ -473,10 +439,6 @@ def payments_of(
             .order_by(payments.c.received_at, payments.c.payment_id)
         )
     )
-
-
-def select_payments(*, tenant_id: uuid.UUID) -> sa.Select[Any]:
-    return sa.select(payments).where(payments.c.tenant_id == tenant_id)
 
 
 # --- set-based forms, for billing runs ---------------------------------------------------------

@@ -155,15 +155,6 @@ def watermark(conn: sa.Connection, *, tenant_id: uuid.UUID) -> int:
     return int(value) if value is not None else 0
 
 
-@dataclasses.dataclass(frozen=True)
-class MeterRules:
-    meter_id: uuid.UUID
-    aggregation: str
-    field: str | None
-    filters: Any
-    group_by: list[str]
-
-
 # One statement for many (subscription, meter, window) requests of a tenant, aggregated in
 # PostgreSQL per request and group key:
 # - raw events in the partial hours at each window's edges [a1, b1) and [a2, b2), whatever

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
@@ -185,18 +185,14 @@ def delete_draft(invoice_id: uuid.UUID, ctx: Writer) -> Response:
     return Response(status_code=204)
 
 
-@router.post(
-    "/invoices/{invoice_id}/credit_notes",
-    status_code=201,
-    response_model=s.CreditNoteOut,
-    tags=["credit notes"],
-    summary="Credit a finalized invoice",
-)
-def create_credit_note(invoice_id: uuid.UUID, body: s.CreditNoteCreate, ctx: Writer) -> Response:
+def _correction(
+    ctx: WriteContext, invoice_id: uuid.UUID, body: BaseModel, operation: Any, out: Any
+) -> Response:
+    """Run a correction (a credit note, a payment) on an invoice; answer 201 with what it made."""
     spec = _dump(body)
     return ctx.run(
-        lambda db: s.CreditNoteOut.of(
-            corrections.create_credit_note(
+        lambda db: out.of(
+            operation(
                 db,
                 tenant_id=ctx.principal.tenant_id,
                 invoice=invoice_id,
@@ -207,6 +203,17 @@ def create_credit_note(invoice_id: uuid.UUID, body: s.CreditNoteCreate, ctx: Wri
         ),
         status_code=201,
     )
+
+
+@router.post(
+    "/invoices/{invoice_id}/credit_notes",
+    status_code=201,
+    response_model=s.CreditNoteOut,
+    tags=["credit notes"],
+    summary="Credit a finalized invoice",
+)
+def create_credit_note(invoice_id: uuid.UUID, body: s.CreditNoteCreate, ctx: Writer) -> Response:
+    return _correction(ctx, invoice_id, body, corrections.create_credit_note, s.CreditNoteOut)
 
 
 @router.get(
@@ -261,20 +268,7 @@ def get_credit_note(credit_note_id: uuid.UUID, ctx: Reader) -> s.CreditNoteOut:
     summary="Record a payment",
 )
 def record_payment(invoice_id: uuid.UUID, body: s.PaymentCreate, ctx: Writer) -> Response:
-    spec = _dump(body)
-    return ctx.run(
-        lambda db: s.PaymentOut.of(
-            corrections.record_payment(
-                db,
-                tenant_id=ctx.principal.tenant_id,
-                invoice=invoice_id,
-                spec=spec,
-                actor=ctx.principal.actor,
-                now=ctx.now,
-            )
-        ),
-        status_code=201,
-    )
+    return _correction(ctx, invoice_id, body, corrections.record_payment, s.PaymentOut)
 
 
 @router.get(
