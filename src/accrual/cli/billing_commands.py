@@ -223,7 +223,11 @@ def bill(
     ] = False,
 ) -> None:
     """Run the billing run: every renewal, billing point and draft due on the real clock."""
-    until = parse_instant(as_of, option="--as-of") if as_of else SYSTEM_CLOCK.now()
+    now = SYSTEM_CLOCK.now()
+    until = parse_instant(as_of, option="--as-of") if as_of else now
+    if until > now:
+        # Billing ahead of time would close periods still running: their usage would turn late.
+        fail(f"--as-of: {until.isoformat()} is in the future; billing runs up to now at the latest")
     with command_database() as db:
         if retry_failed:
             out.print(f"{due.retry_failures(db)} billing point(s) put back in the run", highlight=False)

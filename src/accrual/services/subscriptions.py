@@ -1061,7 +1061,8 @@ def change_subscription(
         if timing is ChangeTiming.IMMEDIATE and state.period is not None and uow.now >= state.period.end:
             # The period ends now and its boundary has not run yet: the change applies to the
             # period that starts here, unprorated, on the boundary's invoice.
-            return _schedule(uow, locked, terms=terms, quantity=quantity, at_period_end=False, at=uow.now)
+            # It replaces any change already waiting for this period's end.
+            return _schedule(uow, locked, terms=terms, quantity=quantity, at_period_end=True, at=uow.now)
         if timing is ChangeTiming.IMMEDIATE:
             step = subscriptions.change(
                 state,

@@ -69,8 +69,6 @@ def _refuse_floats(value: Any) -> None:
 def _element_type(column: sa.Column[Any], dialect: sa.Dialect) -> str:
     if isinstance(column.type, sa.String):
         return "text"  # whatever its collation: the column's own applies on insert
-    if isinstance(column.type, sa.ARRAY):
-        raise TypeError(f"{column.name}: array columns are not inserted through unnest")
     return str(column.type.compile(dialect=dialect))
 
 
@@ -94,6 +92,11 @@ def insert_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str
             params[f"c{i}"] = dumps_json(values)
             sources.append(f"jsonb_array_elements(cast(:c{i} AS jsonb))")
             selected.append(f"nullif(c{i}, 'null'::jsonb)")
+        elif isinstance(column.type, sa.ARRAY):
+            # Arrays of text cross as JSON arrays: unnest would flatten an array of arrays.
+            params[f"c{i}"] = dumps_json([list(v) for v in values])
+            sources.append(f"jsonb_array_elements(cast(:c{i} AS jsonb))")
+            selected.append(f"ARRAY(SELECT jsonb_array_elements_text(c{i}))")
         else:
             params[f"c{i}"] = values
             sources.append(f"unnest(cast(:c{i} AS {_element_type(column, conn.dialect)}[]))")

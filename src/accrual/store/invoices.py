@@ -137,22 +137,6 @@ def delete_lines(
     conn.execute(query)
 
 
-def coupon_periods_used(
-    conn: sa.Connection, *, tenant_id: uuid.UUID, subscription_id: uuid.UUID, coupon_id: uuid.UUID
-) -> int:
-    """How many of the subscription's invoices the coupon has discounted so far."""
-    found: int = conn.execute(
-        sa.select(sa.func.count())
-        .select_from(invoices)
-        .where(
-            invoices.c.tenant_id == tenant_id,
-            invoices.c.subscription_id == subscription_id,
-            invoices.c.coupon_id == coupon_id,
-        )
-    ).scalar_one()
-    return found
-
-
 # --- billing points --------------------------------------------------------------------------
 
 
@@ -267,10 +251,15 @@ def clear_failures(conn: sa.Connection, *, tenant_id: uuid.UUID | None) -> int:
 
 
 def _drafts_due(tenant_id: uuid.UUID | None, test_clock_id: uuid.UUID | None) -> sa.Select[Any]:
+    failed = sa.select(billing_failures.c.billing_point_id).where(
+        billing_failures.c.tenant_id == invoices.c.tenant_id,
+        billing_failures.c.billing_point_id == invoices.c.billing_point_id,
+    )
     return sa.select(invoices).where(
         invoices.c.status == "draft",
         invoices.c.finalize_at.is_not(None),
         _on_clock(invoices, tenant_id, test_clock_id),
+        ~sa.exists(failed),
     )
 
 
@@ -287,8 +276,9 @@ def drafts_due(
     test_clock_id: uuid.UUID | None,
     at: dt.datetime,
     limit: int,
-) -> list[tuple[uuid.UUID, uuid.UUID]]:
-    """(tenant, invoice) of drafts due to finalize at or before `at`, in numbering order."""
+) -> list[tuple[uuid.UUID, uuid.UUID, uuid.UUID | None]]:
+    """(tenant, invoice, billing point) of drafts due to finalize at or before `at`, in
+    numbering order."""
     query = (
         _drafts_due(tenant_id, test_clock_id)
         .outerjoin(
@@ -302,7 +292,7 @@ def drafts_due(
         )
         .limit(limit)
     )
-    return [(row.tenant_id, row.invoice_id) for row in conn.execute(query)]
+    return [(row.tenant_id, row.invoice_id, row.billing_point_id) for row in conn.execute(query)]
 
 
 # --- late usage -----------------------------------------------------------------------------------
@@ -342,8 +332,8 @@ def release_late_claims(conn: sa.Connection, *, tenant_id: uuid.UUID, invoice_id
 def billed_usage_lines(
     conn: sa.Connection, *, tenant_id: uuid.UUID, subscription_id: uuid.UUID, meter_ids: Sequence[uuid.UUID]
 ) -> list[sa.Row[Any]]:
-    """Usage, minimum and late-usage lines already billed to the subscription for these meters
-    (drafts included), with their window, to find what a late event's window was billed."""
+    """Usage, minimum and late-usage lines that finalized invoices (void ones included: their
+    lines are not billed again) billed the subscription for these meters, with their window."""
     return list(
         conn.execute(
             sa.select(invoice_lines)
@@ -355,6 +345,7 @@ def billed_usage_lines(
             .where(
                 invoices.c.tenant_id == tenant_id,
                 invoices.c.subscription_id == subscription_id,
+                invoices.c.status != "draft",
                 invoice_lines.c.meter_id.in_(list(meter_ids)),
                 invoice_lines.c.window_start.is_not(None),
             )
@@ -642,19 +633,28 @@ def claim_late_usage_many(
     )
 
 
-def coupon_uses(
+def coupon_periods(
     conn: sa.Connection, *, tenant_id: uuid.UUID, subscription_ids: Sequence[uuid.UUID]
-) -> dict[tuple[uuid.UUID, uuid.UUID], int]:
-    """How many invoices each (subscription, coupon) discounted so far."""
+) -> dict[tuple[uuid.UUID, uuid.UUID], list[tuple[dt.datetime | None, dt.datetime, uuid.UUID]]]:
+    """The invoices each (subscription, coupon) discounted: (period end, created at, invoice id)."""
     if not subscription_ids:
         return {}
     rows = conn.execute(
-        sa.select(invoices.c.subscription_id, invoices.c.coupon_id, sa.func.count())
-        .where(
+        sa.select(
+            invoices.c.subscription_id,
+            invoices.c.coupon_id,
+            invoices.c.period_end,
+            invoices.c.created_at,
+            invoices.c.invoice_id,
+        ).where(
             invoices.c.tenant_id == tenant_id,
             invoices.c.subscription_id.in_(list(subscription_ids)),
             invoices.c.coupon_id.is_not(None),
         )
-        .group_by(invoices.c.subscription_id, invoices.c.coupon_id)
     )
-    return {(sub, coupon): int(n) for sub, coupon, n in rows}
+    found: dict[tuple[uuid.UUID, uuid.UUID], list[tuple[dt.datetime | None, dt.datetime, uuid.UUID]]] = {}
+    for row in rows:
+        found.setdefault((row.subscription_id, row.coupon_id), []).append(
+            (row.period_end, row.created_at, row.invoice_id)
+        )
+    return found

@@ -124,3 +124,8 @@ def test_invoices_commands(cli: CliRunner, db: Database, tmp_path: Path) -> None
     assert pdf.read_bytes().startswith(b"%PDF")
     output = run_cli(cli, "invoices", "void", "--tenant", tenant, "ACC-000001", code=1)
     assert "paid" in output
+
+
+def test_bill_refuses_a_future_instant(cli: CliRunner) -> None:
+    output = run_cli(cli, "bill", "--as-of", "2999-01-01T00:00:00Z", code=1)
+    assert "in the future" in output

@@ -325,14 +325,17 @@ def late_usage_lines_of(
 ) -> list[DraftLine]:
     """Bill the effect of late events claimed for an invoice of the subscription.
 
-    Every usage window already billed that a late event falls in (and, for a time-weighted
-    sum, every later one, whose running total it changes) is rated again; a late-usage line
-    bills the difference from what its lines billed so far, so tiered prices stay exact.
+    Every usage window of a finalized invoice that a late event falls in (and, for a
+    time-weighted sum, every later one, whose running total it changes) is rated again, every
+    group of it, and a late-usage line bills the difference from what finalized invoices billed
+    for that charge, group and window so far (nothing, for a group new to it), so tiered prices
+    stay exact. Drafts do not count: they rate their windows afresh when they finalize.
     """
     if not claimed:
         return []
     meter_ids = sorted({row.meter_id for row in claimed})
     billed: dict[tuple[str, str, dt.datetime, dt.datetime], _Billed] = {}
+    windows: dict[tuple[str, dt.datetime, dt.datetime], _Billed] = {}
     for line in store.billed_usage_lines(
         conn,
         tenant_id=subscription.tenant_id,
@@ -353,6 +356,7 @@ def late_usage_lines_of(
         billed[key] = dataclasses.replace(
             found, quantity=found.quantity + counted, amount=found.amount + line.amount
         )
+        windows.setdefault((line.charge, window.start, window.end), billed[key])
     weighted = {
         row.meter_id
         for row in conn.execute(
@@ -363,62 +367,73 @@ def late_usage_lines_of(
         )
         if MeterView.of(row).definition.aggregation is meters.Aggregation.WEIGHTED_SUM
     }
-    affected = {
-        key
-        for key, item in billed.items()
-        for event in claimed
-        if event.meter_id == item.meter_id
-        and (
-            item.window.start <= event.ts < item.window.end
-            or (event.meter_id in weighted and event.ts < item.window.start)
+    affected = sorted(
+        {
+            key
+            for key, item in windows.items()
+            for event in claimed
+            if event.meter_id == item.meter_id
+            and (
+                item.window.start <= event.ts < item.window.end
+                or (event.meter_id in weighted and event.ts < item.window.start)
+            )
+        },
+        key=lambda k: (k[1], k[0]),
+    )
+    versions = _versions(conn, subscription.tenant_id, [windows[key].plan_version_id for key in affected])
+    items = [
+        UsageToRate(
+            subscription, billing, windows[key].plan_version_id, windows[key].window, windows[key].period
         )
-    }
-    versions = _versions(conn, subscription.tenant_id, [billed[key].plan_version_id for key in affected])
+        for key in affected
+    ]
     lines: list[DraftLine] = []
-    rated_windows: dict[tuple[uuid.UUID, dt.datetime, dt.datetime], list[reads.Rated]] = {}
-    for key in sorted(affected, key=lambda k: (k[2], k[0], k[1])):
-        item = billed[key]
-        version = versions[item.plan_version_id]
-        cache_key = (item.plan_version_id, item.window.start, item.window.end)
-        if cache_key not in rated_windows:
-            (rated_windows[cache_key],) = rate_usage(
-                conn,
-                [UsageToRate(subscription, billing, item.plan_version_id, item.window, item.period)],
-            )
-        for rated in rated_windows[cache_key]:
-            if rated.charge.code != item.charge or rated.group != item.group:
+    for window_key, rated_window in zip(affected, rate_usage(conn, items), strict=True):
+        charge, start, end = window_key
+        for rated in rated_window:
+            if rated.charge.code != charge:
                 continue
-            now_amount = rated.rating.amount + rated.rating.minimum_true_up
-            delta = now_amount - money.Money(minor=item.amount, currency=billing.currency).amount
-            quantity = money.round_quantity(rated.quantity) - item.quantity
-            if delta == 0 and quantity == 0:
-                continue
-            group = _group_text(item.group)
-            lines.append(
-                DraftLine(
-                    kind=LineKind.LATE_USAGE,
-                    charge=item.charge,
-                    description=(
-                        f"late usage for {item.window.start.date().isoformat()} to "
-                        f"{item.window.end.date().isoformat()}: {money.format_quantity(quantity)} more; "
-                        f"{rated.rating.description} in all" + (f" ({group})" if group else "")
-                    ),
-                    period=item.window,
-                    quantity=quantity,
-                    unit_amount=rated.rating.unit_amount,
-                    amount=delta,
-                    plan=version.plan_code,
-                    source={
-                        "plan_version_id": item.plan_version_id,
-                        "meter_id": item.meter_id,
-                        "usage_group": item.group,
-                        "window": item.window,
-                    },
-                    details=_rating_details(rated.rating, period=item.period)
-                    | {"billed_before": format(now_amount - delta, "f")},
-                )
+            item = billed.get((charge, rated.group, start, end)) or dataclasses.replace(
+                windows[window_key], group=rated.group, quantity=Decimal(0), amount=0
             )
+            late = _late_line(
+                rated, item, plan=versions[item.plan_version_id].plan_code, currency=billing.currency
+            )
+            if late is not None:
+                lines.append(late)
     return lines
+
+
+def _late_line(rated: reads.Rated, item: _Billed, *, plan: str, currency: money.Currency) -> DraftLine | None:
+    """What a window's charge and group owes now beyond what was billed for it."""
+    now_amount = rated.rating.amount + rated.rating.minimum_true_up
+    delta = now_amount - money.Money(minor=item.amount, currency=currency).amount
+    quantity = money.round_quantity(rated.quantity) - item.quantity
+    if delta == 0 and quantity == 0:
+        return None
+    group = _group_text(item.group)
+    return DraftLine(
+        kind=LineKind.LATE_USAGE,
+        charge=item.charge,
+        description=(
+            f"late usage for {item.window.start.date().isoformat()} to "
+            f"{item.window.end.date().isoformat()}: {money.format_quantity(quantity)} more; "
+            f"{rated.rating.description} in all" + (f" ({group})" if group else "")
+        ),
+        period=item.window,
+        quantity=quantity,
+        unit_amount=rated.rating.unit_amount,
+        amount=delta,
+        plan=plan,
+        source={
+            "plan_version_id": item.plan_version_id,
+            "meter_id": item.meter_id,
+            "usage_group": item.group,
+            "window": item.window,
+        },
+        details=_rating_details(rated.rating, period=item.period)
+        | {"billed_before": format(now_amount - delta, "f")},
+    )
 
 
 def fee_lines(point: sa.Row[Any], versions: Mapping[uuid.UUID, _Version]) -> list[DraftLine]:
@@ -465,7 +480,8 @@ def stored_fixed_lines(
 def coupon_for(
     conn: sa.Connection, *, invoice: sa.Row[Any], subscription: sa.Row[Any] | None
 ) -> tuple[uuid.UUID, discounts.Coupon] | None:
-    """The subscription's coupon, if it still discounts this invoice (its duration not used up)."""
+    """The subscription's coupon, if it still discounts this invoice: its duration counts the
+    billing periods (by their end) that invoices issued before this one discounted."""
     if subscription is None or subscription.coupon_id is None:
         return None
     row = conn.execute(
@@ -475,15 +491,15 @@ def coupon_for(
         )
     ).one()
     coupon = CouponView.of(row).coupon
-    used = store.coupon_periods_used(
-        conn,
-        tenant_id=subscription.tenant_id,
-        subscription_id=subscription.subscription_id,
-        coupon_id=subscription.coupon_id,
-    )
-    if invoice.coupon_id == subscription.coupon_id:
-        used -= 1  # this draft's own earlier composition
-    if not coupon.discounts_period(periods_applied=used):
+    found = store.coupon_periods(
+        conn, tenant_id=subscription.tenant_id, subscription_ids=[subscription.subscription_id]
+    ).get((subscription.subscription_id, subscription.coupon_id), [])
+    earlier = {
+        period_end
+        for period_end, created_at, invoice_id in found
+        if (created_at, invoice_id) < (invoice.created_at, invoice.invoice_id)
+    }
+    if not coupon.discounts_period(periods_applied=len(earlier - {invoice.period_end})):
         return None
     return subscription.coupon_id, coupon
 

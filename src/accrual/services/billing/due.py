@@ -53,7 +53,7 @@ class BillingPointsDue:
         for tenant_id, instant, point_ids in batches:
             try:
                 run.bill_points(db, tenant_id=tenant_id, point_ids=point_ids, at=instant)
-            except AccrualError:
+            except Exception:
                 # One subscription's bad data must not stop everyone's billing: bill the batch
                 # point by point, setting aside the ones that fail.
                 self._one_by_one(db, tenant_id=tenant_id, point_ids=point_ids, at=instant)
@@ -67,17 +67,8 @@ class BillingPointsDue:
         for point_id in point_ids:
             try:
                 run.bill_points(db, tenant_id=tenant_id, point_ids=[point_id], at=at)
-            except AccrualError as error:
-                # Said loudly, for an operator to fix and retry (`accrual bill --retry-failed`).
-                LOG.error("billing_point_failed", billing_point=str(point_id), error=error.detail)
-                with db.transaction() as conn:
-                    store.record_failure(
-                        conn,
-                        tenant_id=tenant_id,
-                        billing_point_id=point_id,
-                        error=f"{type(error).__name__}: {error.detail}",
-                        at=at,
-                    )
+            except Exception as error:
+                _set_aside(db, tenant_id=tenant_id, billing_point_id=point_id, error=error, at=at)
 
 
 class DraftsDue:
@@ -95,11 +86,39 @@ class DraftsDue:
             due = store.drafts_due(
                 conn, tenant_id=scope.tenant_id, test_clock_id=scope.test_clock_id, at=at, limit=BATCH
             )
-        for tenant_id, invoice_id in due:
-            invoices.finalize_draft(
-                db, tenant_id=tenant_id, invoice_id=invoice_id, actor=invoices.BILLING, now=at
-            )
+        for tenant_id, invoice_id, point_id in due:
+            try:
+                invoices.finalize_draft(
+                    db, tenant_id=tenant_id, invoice_id=invoice_id, actor=invoices.BILLING, now=at
+                )
+            except Exception as error:
+                if point_id is None:
+                    raise
+                _set_aside(db, tenant_id=tenant_id, billing_point_id=point_id, error=error, at=at)
         return len(due)
+
+
+def _set_aside(
+    db: TransactionSource,
+    *,
+    tenant_id: uuid.UUID,
+    billing_point_id: uuid.UUID,
+    error: Exception,
+    at: dt.datetime,
+) -> None:
+    """One subscription's bad data must not stop everyone's billing: its billing point (or its
+    draft) is set aside, said loudly, for an operator to fix and retry (`accrual bill
+    --retry-failed`)."""
+    detail = error.detail if isinstance(error, AccrualError) else str(error)
+    LOG.error("billing_point_failed", billing_point=str(billing_point_id), error=detail)
+    with db.transaction() as conn:
+        store.record_failure(
+            conn,
+            tenant_id=tenant_id,
+            billing_point_id=billing_point_id,
+            error=f"{type(error).__name__}: {detail}",
+            at=at,
+        )
 
 
 def list_failures(db: TransactionSource, *, tenant_id: uuid.UUID | None = None) -> list[sa.Row[Any]]:

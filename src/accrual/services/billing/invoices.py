@@ -253,6 +253,14 @@ def _edited(
     return view
 
 
+def _parsed(value: str | int | Decimal, *, field: str) -> Decimal:
+    try:
+        return money.parse_decimal(value)
+    except money.InvalidNumber as error:
+        error.field = field
+        raise
+
+
 def add_line(
     db: TransactionSource,
     *,
@@ -270,11 +278,11 @@ def add_line(
     raw_amount = codes.required(spec, "amount", pointer="", what="an invoice line")
     if isinstance(raw_amount, bool) or not isinstance(raw_amount, str | int | Decimal):
         raise money.InvalidNumber(f"{raw_amount!r} is not an exact decimal amount", field="/amount")
-    amount = money.parse_decimal(raw_amount)
+    amount = _parsed(raw_amount, field="/amount")
     raw_quantity = spec.get("quantity", 1)
     if isinstance(raw_quantity, bool) or not isinstance(raw_quantity, str | int | Decimal):
         raise money.InvalidNumber(f"{raw_quantity!r} is not an exact decimal quantity", field="/quantity")
-    quantity = money.parse_decimal(raw_quantity)
+    quantity = _parsed(raw_quantity, field="/quantity")
     with unit_of_work(db, tenant_id=tenant_id, actor=actor, now=now) as uow:
         invoice, subscription = _draft(uow, invoice_id)
         currency = money.currency(invoice.currency)
@@ -409,11 +417,9 @@ def void_invoice(
         _on_clock(uow, invoice)
         invoices.check_move(InvoiceStatus(invoice.status), InvoiceStatus.VOID, number=invoice.number)
         before = _view(uow.conn, invoice).snapshot()
-        refund = (
-            invoice.amount_paid + invoice.credit_applied
-            if invoice.credit_applied > 0
-            else invoice.amount_paid
-        )
+        # Back to the balance: what was paid and the credit used on it; a credit invoice's
+        # negative total, which went into the balance, comes out of it again.
+        refund = invoice.amount_paid + invoice.credit_applied
         if refund:
             store.lock_customer_balance(uow.conn, tenant_id=tenant_id, customer_id=invoice.customer_id)
             store.add_balance_entry(

@@ -51,8 +51,8 @@ def _party(row: sa.Row[Any]) -> dict[str, Any]:
 
 def _coupons(
     conn: sa.Connection, subscriptions: Sequence[sa.Row[Any]]
-) -> dict[uuid.UUID, tuple[uuid.UUID, discounts.Coupon, int]]:
-    """Each subscription's coupon with how many invoices it has discounted: (id, coupon, used)."""
+) -> dict[uuid.UUID, tuple[uuid.UUID, discounts.Coupon, set[Any]]]:
+    """Each subscription's coupon with the billing periods (by their end) it has discounted."""
     with_coupon = [s for s in subscriptions if s.coupon_id is not None]
     if not with_coupon:
         return {}
@@ -64,11 +64,15 @@ def _coupons(
         )
     )
     by_id = {row.coupon_id: CouponView.of(row).coupon for row in rows}
-    uses = store.coupon_uses(
+    uses = store.coupon_periods(
         conn, tenant_id=tenant_id, subscription_ids=[s.subscription_id for s in with_coupon]
     )
     return {
-        s.subscription_id: (s.coupon_id, by_id[s.coupon_id], uses.get((s.subscription_id, s.coupon_id), 0))
+        s.subscription_id: (
+            s.coupon_id,
+            by_id[s.coupon_id],
+            {period_end for period_end, _, _ in uses.get((s.subscription_id, s.coupon_id), [])},
+        )
         for s in with_coupon
     }
 
@@ -253,12 +257,12 @@ def _compose(
     lines: Sequence[Sequence[DraftLine]],
     subscriptions: Mapping[uuid.UUID, sa.Row[Any]],
     billings: Mapping[uuid.UUID, Billing],
-    coupons: Mapping[uuid.UUID, tuple[uuid.UUID, discounts.Coupon, int]],
+    coupons: Mapping[uuid.UUID, tuple[uuid.UUID, discounts.Coupon, set[Any]]],
 ) -> tuple[list[_Composed], list[uuid.UUID]]:
     """Discount, tax and total each point's lines; and the invoices with no line at all."""
     composed: list[_Composed] = []
     empty: list[uuid.UUID] = []
-    used = {sid: entry[2] for sid, entry in coupons.items()}
+    used = {sid: set(entry[2]) for sid, entry in coupons.items()}
     for point, invoice_id, point_lines in zip(points, invoice_ids, lines, strict=True):
         if not point_lines:
             empty.append(invoice_id)
@@ -267,9 +271,8 @@ def _compose(
         billing = billings[subscription.customer_id]
         entry = coupons.get(subscription.subscription_id)
         coupon = None
-        if entry is not None and entry[1].discounts_period(
-            periods_applied=used[subscription.subscription_id]
-        ):
+        periods = used.get(subscription.subscription_id, set())
+        if entry is not None and entry[1].discounts_period(periods_applied=len(periods - {point.period_end})):
             coupon = entry[1]
         composition = invoices.compose(
             point_lines, currency=billing.currency, coupon=coupon, tax_rates=billing.tax_rates
@@ -277,7 +280,7 @@ def _compose(
         coupon_id = None
         if entry is not None and coupon is not None and composition.coupon_applied:
             coupon_id = entry[0]
-            used[subscription.subscription_id] += 1
+            periods.add(point.period_end)
         composed.append(_Composed(invoice_id, point, subscription, billing, composition, coupon_id))
     return composed, empty
 

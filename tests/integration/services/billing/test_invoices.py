@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from accrual.domain import invoices as rules
+from accrual.domain import money
 from accrual.services import test_clocks
 from accrual.services.billing import corrections, due, invoices
 from accrual.services.due_work import ClockScope
@@ -18,7 +19,7 @@ from accrual.services.registry import default_registry
 from accrual.services.subscriptions import SubscriptionDueWork
 from accrual.services.usage import ingest, intake
 from accrual.store.database import Database
-from tests.integration.services.billing.conftest import ACTOR, play
+from tests.integration.services.billing.conftest import ACTOR, MONTHLY_USD, play
 
 NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 
@@ -413,3 +414,256 @@ def test_a_point_that_cannot_be_billed_is_set_aside_and_the_run_goes_on(
     assert "negative" in failure.error
     assert due.retry_failures(db, tenant_id=played.tenant_id) == 1
     assert due.list_failures(db, tenant_id=played.tenant_id) == []
+
+
+def test_a_draft_keeps_its_late_usage_line_when_it_finalizes(db: Database, scenario: dict[str, Any]) -> None:
+    scenario["grace_period_days"] = 3
+    scenario["steps"] += [
+        {
+            "at": "2026-02-05T00:00:00Z",
+            "events": [
+                {
+                    "id": "late",
+                    "repeat": 5,
+                    "subscription": "s1",
+                    "meter": "calls",
+                    "timestamp": "2026-01-20T00:00:00Z",
+                }
+            ],
+        },
+        {
+            "at": "2026-03-02T00:00:00Z",
+            "events": [
+                {"id": "grace", "subscription": "s1", "meter": "calls", "timestamp": "2026-02-27T00:00:00Z"}
+            ],
+        },
+    ]
+    scenario["end"] = "2026-03-05T00:00:00Z"
+    played = play(db, scenario)
+    first, second = played.invoices
+    assert (first["status"], first["issued_at"]) == ("open", "2026-02-04T00:00:00Z")
+    kinds = [(line["kind"], line["quantity"], line["amount"]) for line in second["lines"]]
+    # February's own usage (an event arriving in the grace period is not late), and January's
+    # late events, billed once, kept when the draft is composed again to finalize.
+    assert kinds == [("fee", "1", "50.00"), ("usage", "1", "1.00"), ("late_usage", "5", "5.00")]
+    assert (second["status"], second["total"]) == ("open", "56.00")
+
+
+def test_a_late_event_in_a_group_new_to_its_window_is_billed(db: Database, scenario: dict[str, Any]) -> None:
+    scenario["catalog"] = {
+        "meters": [{"code": "calls", "aggregation": "count", "group_by": ["region"]}],
+        "plans": [
+            {
+                "code": "pro",
+                "currency": "USD",
+                "interval": "month",
+                "charges": [{"code": "calls", "meter": "calls", "model": "per_unit", "amount": "1"}],
+            }
+        ],
+    }
+    scenario["steps"] += [
+        {
+            "at": "2026-01-05T00:00:00Z",
+            "events": [{"id": "us", "subscription": "s1", "meter": "calls", "properties": {"region": "us"}}],
+        },
+        {
+            "at": "2026-02-05T00:00:00Z",
+            "events": [
+                {
+                    "id": "eu",
+                    "repeat": 2,
+                    "subscription": "s1",
+                    "meter": "calls",
+                    "timestamp": "2026-01-20T00:00:00Z",
+                    "properties": {"region": "eu"},
+                }
+            ],
+        },
+    ]
+    scenario["end"] = "2026-03-01T00:00:00Z"
+    played = play(db, scenario)
+    late = [line for line in played.invoices[1]["lines"] if line["kind"] == "late_usage"]
+    assert [(line["quantity"], line["amount"], "eu" in line["description"]) for line in late] == [
+        ("2", "2.00", True)
+    ]
+
+
+def test_a_draft_that_cannot_finalize_is_set_aside_and_the_others_go_on(
+    db: Database, scenario: dict[str, Any]
+) -> None:
+    scenario["grace_period_days"] = 3
+    scenario["catalog"] = {
+        "meters": [{"code": "gb", "aggregation": "sum", "field": "gb"}],
+        "plans": [
+            {
+                "code": "pro",
+                "currency": "USD",
+                "interval": "month",
+                "charges": [{"code": "gb", "meter": "gb", "model": "per_unit", "amount": "1"}],
+            }
+        ],
+    }
+    scenario["customers"] = [{"id": c, "currency": "USD"} for c in ("a", "b")]
+    scenario["steps"] = [
+        _subscribe("bad", "a"),
+        _subscribe("good", "b"),
+        {
+            "at": "2026-01-05T00:00:00Z",
+            "events": [{"id": "use", "subscription": "good", "meter": "gb", "properties": {"gb": 3}}],
+        },
+        # In the grace period, on time for the draft: it makes January's sum negative.
+        {
+            "at": "2026-02-02T00:00:00Z",
+            "events": [
+                {
+                    "id": "refund",
+                    "subscription": "bad",
+                    "meter": "gb",
+                    "timestamp": "2026-01-31T00:00:00Z",
+                    "properties": {"gb": -5},
+                }
+            ],
+        },
+    ]
+    scenario["end"] = "2026-02-10T00:00:00Z"
+    played = play(db, scenario)
+    assert [(i["subscription"], i["status"]) for i in played.invoices] == [("good", "open"), ("bad", "draft")]
+    (failure,) = due.list_failures(db, tenant_id=played.tenant_id)
+    assert "negative" in failure.error
+
+
+def test_a_repeating_coupon_counts_billing_periods_not_invoices(
+    db: Database, scenario: dict[str, Any]
+) -> None:
+    scenario["catalog"] = MONTHLY_USD | {
+        "coupons": [
+            {"code": "TWO", "kind": "percentage", "value": "50", "duration": "repeating", "periods": 2}
+        ]
+    }
+    scenario["catalog"]["plans"] = [
+        *MONTHLY_USD["plans"],
+        {
+            "code": "big",
+            "currency": "USD",
+            "interval": "month",
+            "charges": [{"code": "base", "model": "flat", "amount": "62"}],
+        },
+    ]
+    scenario["steps"] = [
+        {
+            "at": "2026-01-01T00:00:00Z",
+            "subscribe": {
+                "id": "s1",
+                "customer": "acme",
+                "plan": "seat",
+                "billing": "calendar",
+                "coupon": "TWO",
+            },
+        },
+        {
+            "at": "2026-01-16T00:00:00Z",
+            "change": {"subscription": "s1", "plan": "big", "timing": "immediate"},
+        },
+    ]
+    scenario["end"] = "2026-03-01T00:00:00Z"
+    played = play(db, scenario)
+    discounted = [(i["issued_at"][:10], i["discount"] != "0.00") for i in played.invoices]
+    # January (its start and its change: one period), then February; March is full price.
+    assert discounted == [
+        ("2026-01-01", True),
+        ("2026-01-16", True),
+        ("2026-02-01", True),
+        ("2026-03-01", False),
+    ]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "update invoice_lines set invoice_id = :draft where tenant_id = :t and invoice_id = :final",
+        "delete from late_usage_claims where tenant_id = :t and invoice_id = :final",
+        "update invoices set amount_paid = 0 where tenant_id = :t and invoice_id = :final",
+    ],
+)
+def test_facts_of_a_finalized_invoice_cannot_be_moved_or_undone(
+    db: Database, scenario: dict[str, Any], statement: str
+) -> None:
+    scenario["grace_period_days"] = 3
+    scenario["steps"] += [
+        {
+            "at": "2026-02-05T00:00:00Z",
+            "events": [
+                {"id": "late", "subscription": "s1", "meter": "calls", "timestamp": "2026-01-20T00:00:00Z"}
+            ],
+        },
+        {"at": "2026-03-04T00:00:00Z", "pay": {"invoice": "#2", "amount": "1.00"}},
+    ]
+    scenario["end"] = "2026-04-02T00:00:00Z"
+    played = play(db, scenario)
+    final = played.invoice_id("ACC-000002")
+    (draft,) = played.rows("select invoice_id from invoices where tenant_id = :t and status = 'draft'")
+    assert played.rows("select 1 from late_usage_claims where tenant_id = :t and invoice_id = :i", i=final)
+    with pytest.raises(sa.exc.DBAPIError) as caught, db.transaction() as conn:
+        conn.execute(sa.text(statement), {"t": played.tenant_id, "final": final, "draft": draft.invoice_id})
+    assert getattr(caught.value.orig, "sqlstate", None) == "AC001"
+
+
+def test_a_change_at_a_boundary_replaces_a_pending_period_end_change(
+    db: Database, scenario: dict[str, Any]
+) -> None:
+    scenario["catalog"] = MONTHLY_USD | {
+        "plans": [
+            *MONTHLY_USD["plans"],
+            {
+                "code": "small",
+                "currency": "USD",
+                "interval": "month",
+                "charges": [{"code": "base", "model": "flat", "amount": "10"}],
+            },
+            {
+                "code": "big",
+                "currency": "USD",
+                "interval": "month",
+                "charges": [{"code": "base", "model": "flat", "amount": "62"}],
+            },
+        ]
+    }
+    scenario["steps"] = [
+        {
+            "at": "2026-01-01T00:00:00Z",
+            "subscribe": {"id": "s1", "customer": "acme", "plan": "seat", "billing": "calendar"},
+        },
+        {
+            "at": "2026-01-10T00:00:00Z",
+            "change": {"subscription": "s1", "plan": "small", "timing": "period_end"},
+        },
+        {
+            "at": "2026-02-01T00:00:00Z",
+            "change": {"subscription": "s1", "plan": "big", "timing": "immediate"},
+        },
+    ]
+    scenario["end"] = "2026-02-01T00:00:00Z"
+    played = play(db, scenario)
+    assert [(i["issued_at"][:10], i["total"]) for i in played.invoices] == [
+        ("2026-01-01", "31.00"),
+        ("2026-02-01", "62.00"),
+    ]
+    assert played.report["subscriptions"][0]["plan"] == "big"
+
+
+def test_a_one_off_amount_that_is_not_a_number_names_its_field(
+    db: Database, scenario: dict[str, Any]
+) -> None:
+    scenario["grace_period_days"] = 2
+    played = play(db, scenario)
+    (draft,) = played.rows("select invoice_id from invoices where tenant_id = :t")
+    with pytest.raises(money.InvalidNumber) as caught:
+        invoices.add_line(
+            db,
+            tenant_id=played.tenant_id,
+            invoice_id=draft.invoice_id,
+            spec={"description": "x", "amount": "abc"},
+            actor=ACTOR,
+            now=NOW,
+        )
+    assert caught.value.field == "/amount"

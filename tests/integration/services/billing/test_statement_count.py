@@ -40,7 +40,8 @@ CATALOG: dict[str, Any] = {
 
 # Copies of the template customer and subscription, as if made one by one.
 CLONE = """
-WITH made AS (
+WITH tpl AS MATERIALIZED (SELECT * FROM subscriptions WHERE tenant_id = :t AND external_id = 'template'),
+made AS (
     INSERT INTO customers (tenant_id, customer_id, external_id, name, email, currency, timezone,
         billing_address,
                            tax_rates, grace_period_days, payment_method, metadata, test_clock_id, created_at,
@@ -65,7 +66,7 @@ SELECT s.tenant_id, gen_random_uuid(), made.external_id, made.customer_id, s.pla
        s.quantity, s.billing, s.trial_end_behavior, s.start_at, s.anchor, s.trial_end, s.current_period_start,
        s.current_period_end, s.segments, s.advance_billed, s.cancel_at_period_end, s.coupon_id, s.metadata,
        s.test_clock_id, s.next_due_at, s.lock_version, s.usage_grid_offset_us, s.created_at, s.updated_at
-  FROM subscriptions s, made WHERE s.tenant_id = :t AND s.external_id = 'template'
+  FROM tpl s, made
 """
 
 

@@ -269,6 +269,10 @@ BEGIN
         RAISE EXCEPTION 'invoice % cannot go from % to %', OLD.number, OLD.status, NEW.status
             USING ERRCODE = 'AC001';
     END IF;
+    IF NEW.amount_paid < OLD.amount_paid OR NEW.amount_credited < OLD.amount_credited THEN
+        RAISE EXCEPTION 'invoice %: what was paid and credited on it only grows', OLD.number
+            USING ERRCODE = 'AC001';
+    END IF;
     IF OLD.status IN ('paid', 'void') AND (NEW.amount_paid, NEW.amount_credited)
         IS DISTINCT FROM (OLD.amount_paid, OLD.amount_credited) THEN
         RAISE EXCEPTION 'invoice % is %: nothing more is settled against it', OLD.number, OLD.status
@@ -284,16 +288,20 @@ CREATE TRIGGER invoices_no_truncate BEFORE TRUNCATE ON invoices
 
 CREATE FUNCTION accrual_invoice_line_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-    parent_status text;
-    parent_number text;
+    parent record;
 BEGIN
-    SELECT status, number INTO parent_status, parent_number FROM invoices
-     WHERE tenant_id = COALESCE(NEW.tenant_id, OLD.tenant_id)
-       AND invoice_id = COALESCE(NEW.invoice_id, OLD.invoice_id);
-    IF parent_status IS DISTINCT FROM 'draft' AND parent_status IS NOT NULL THEN
-        RAISE EXCEPTION 'invoice % is finalized: its lines are append-only', parent_number
-            USING ERRCODE = 'AC001';
-    END IF;
+    -- Both the invoice a row leaves (OLD) and the one it joins (NEW) must be drafts. A parent
+    -- already gone is a draft being deleted (the cascade).
+    FOR parent IN
+        SELECT status, number FROM invoices
+         WHERE (TG_OP <> 'INSERT' AND tenant_id = OLD.tenant_id AND invoice_id = OLD.invoice_id)
+            OR (TG_OP <> 'DELETE' AND tenant_id = NEW.tenant_id AND invoice_id = NEW.invoice_id)
+    LOOP
+        IF parent.status <> 'draft' THEN
+            RAISE EXCEPTION 'invoice % is finalized: its % are append-only', parent.number, TG_TABLE_NAME
+                USING ERRCODE = 'AC001';
+        END IF;
+    END LOOP;
     IF TG_OP = 'DELETE' THEN
         RETURN OLD;
     END IF;
@@ -303,6 +311,12 @@ END $$;
 CREATE TRIGGER invoice_lines_guard BEFORE INSERT OR UPDATE OR DELETE ON invoice_lines
     FOR EACH ROW EXECUTE FUNCTION accrual_invoice_line_guard();
 CREATE TRIGGER invoice_lines_no_truncate BEFORE TRUNCATE ON invoice_lines
+    FOR EACH STATEMENT EXECUTE FUNCTION accrual_refuse_change();
+
+-- A finalized invoice's claims on late events are facts too: removing one would bill them again.
+CREATE TRIGGER late_usage_claims_guard BEFORE UPDATE OR DELETE ON late_usage_claims
+    FOR EACH ROW EXECUTE FUNCTION accrual_invoice_line_guard();
+CREATE TRIGGER late_usage_claims_no_truncate BEFORE TRUNCATE ON late_usage_claims
     FOR EACH STATEMENT EXECUTE FUNCTION accrual_refuse_change();
 """
 
