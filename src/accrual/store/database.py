@@ -135,7 +135,10 @@ class Database:
             pool_pre_ping=True,
             json_serializer=dumps_json,
             json_deserializer=loads_json,
-            connect_args={"options": "-c timezone=UTC", "application_name": application_name},
+            # JIT compiling costs hundreds of milliseconds and pays off only for long analytical
+            # scans; Accrual's statements are short, and batched reads over partitions look costly
+            # enough to the planner to trigger it (800 ms instead of 5 for a usage read).
+            connect_args={"options": "-c timezone=UTC -c jit=off", "application_name": application_name},
         )
 
     @contextlib.contextmanager

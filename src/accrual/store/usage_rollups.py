@@ -158,7 +158,8 @@ def watermark(conn: sa.Connection, *, tenant_id: uuid.UUID) -> int:
 # One statement for many (subscription, meter, window) requests of a tenant, aggregated in
 # PostgreSQL per request and group key:
 # - raw events in the partial hours at each window's edges [a1, b1) and [a2, b2), whatever
-#   their transaction (the primary key serves each range);
+#   their transaction: LATERAL, so each request's ranges are read through the primary key
+#   (a plain join lets the planner hash-join a whole partition instead);
 # - the fresh tail: the tenant's events at or above the watermark, found through the BRIN index
 #   on xact (`IS TRUE` keeps the planner from walking the tenant's history in the primary key),
 #   in each window's whole hours [fa, fb);
@@ -179,14 +180,16 @@ _PARTS = (
     + """,
 recent AS MATERIALIZED (
     SELECT subscription_id, meter_id, ts, event_id, properties FROM usage_events
-     WHERE xact >= :w AND (tenant_id = :t) IS TRUE
+     WHERE xact >= :w AND (tenant_id = :t AND subscription_id = ANY(cast(:subs AS uuid[]))) IS TRUE
 ),
 raw AS (
-    SELECT r.no, r.m, e.ts, e.event_id, e.properties FROM req r JOIN usage_events e
-        ON e.tenant_id = :t AND e.subscription_id = r.s AND e.meter_id = r.m AND e.ts >= r.a1 AND e.ts < r.b1
+    SELECT r.no, r.m, e.ts, e.event_id, e.properties FROM req r CROSS JOIN LATERAL (
+        SELECT ts, event_id, properties FROM usage_events
+         WHERE tenant_id = :t AND subscription_id = r.s AND meter_id = r.m AND ts >= r.a1 AND ts < r.b1) e
     UNION ALL
-    SELECT r.no, r.m, e.ts, e.event_id, e.properties FROM req r JOIN usage_events e
-        ON e.tenant_id = :t AND e.subscription_id = r.s AND e.meter_id = r.m AND e.ts >= r.a2 AND e.ts < r.b2
+    SELECT r.no, r.m, e.ts, e.event_id, e.properties FROM req r CROSS JOIN LATERAL (
+        SELECT ts, event_id, properties FROM usage_events
+         WHERE tenant_id = :t AND subscription_id = r.s AND meter_id = r.m AND ts >= r.a2 AND ts < r.b2) e
     UNION ALL
     SELECT r.no, r.m, e.ts, e.event_id, e.properties FROM req r JOIN recent e
         ON e.subscription_id = r.s AND e.meter_id = r.m AND e.ts >= r.fa AND e.ts < r.fb
@@ -211,30 +214,33 @@ SELECT r.no, u.group_key, sum(u.events), sum(u.total), max(u.maximum),
        (array_agg(u.latest_event ORDER BY u.latest_ts DESC, u.latest_event COLLATE "C" DESC))[1],
        (array_agg(u.latest_value ORDER BY u.latest_ts DESC, u.latest_event COLLATE "C" DESC))[1],
        sum(u.weighted), NULL
-  FROM req r JOIN usage_rollups u
-    ON u.tenant_id = :t AND u.subscription_id = r.s AND u.meter_id = r.m AND u.bucket >= r.fa AND u.bucket < r.fb
+  FROM req r CROSS JOIN LATERAL (
+        SELECT * FROM usage_rollups
+         WHERE tenant_id = :t AND subscription_id = r.s AND meter_id = r.m AND bucket >= r.fa AND bucket < r.fb) u
  GROUP BY r.no, u.group_key
 """
 )
 
 _DISTINCT = (
-    "WITH"
+    "WITH"  # noqa: S608 - constant SQL put together, no input in it
     + _REQUESTS
     + """
-SELECT DISTINCT r.no, v.group_key, v.value FROM req r JOIN usage_rollup_values v
-    ON v.tenant_id = :t AND v.subscription_id = r.s AND v.meter_id = r.m AND v.bucket >= r.fa AND v.bucket < r.fb
+SELECT DISTINCT r.no, v.group_key, v.value FROM req r CROSS JOIN LATERAL (
+    SELECT group_key, value FROM usage_rollup_values
+     WHERE tenant_id = :t AND subscription_id = r.s AND meter_id = r.m AND bucket >= r.fa AND bucket < r.fb) v
 """
 )
 
 # Each event's value in time order, for prices that rate every event on its own.
 _VALUES = (
-    "WITH"
+    "WITH"  # noqa: S608 - constant SQL put together, no input in it
     + _REQUESTS
     + """
 SELECT r.no, accrual_usage_value(e.properties, mt.field) AS value
   FROM req r
-  JOIN usage_events e ON e.tenant_id = :t AND e.subscription_id = r.s AND e.meter_id = r.m
-                     AND e.ts >= r.a1 AND e.ts < r.b2
+  CROSS JOIN LATERAL (
+      SELECT ts, event_id, properties FROM usage_events
+       WHERE tenant_id = :t AND subscription_id = r.s AND meter_id = r.m AND ts >= r.a1 AND ts < r.b2) e
   JOIN meters mt ON mt.tenant_id = :t AND mt.meter_id = r.m
  WHERE accrual_usage_matches(e.properties, mt.filters)
  ORDER BY r.no, e.ts, e.event_id COLLATE "C"
