@@ -386,18 +386,25 @@ def insert_credit_note(conn: sa.Connection, values: Mapping[str, Any]) -> sa.Row
     return conn.execute(sa.insert(credit_notes).values(dict(values)).returning(credit_notes)).one()
 
 
-def credit_notes_of(
-    conn: sa.Connection, *, tenant_id: uuid.UUID, invoice_ids: Sequence[uuid.UUID]
+def _of_invoices(
+    conn: sa.Connection,
+    table: sa.Table,
+    *,
+    tenant_id: uuid.UUID,
+    invoice_ids: Sequence[uuid.UUID],
+    order: Sequence[Any],
 ) -> list[sa.Row[Any]]:
     if not invoice_ids:
         return []
-    return list(
-        conn.execute(
-            sa.select(credit_notes)
-            .where(credit_notes.c.tenant_id == tenant_id, credit_notes.c.invoice_id.in_(list(invoice_ids)))
-            .order_by(credit_notes.c.created_at, credit_notes.c.number)
-        )
-    )
+    query = sa.select(table).where(table.c.tenant_id == tenant_id, table.c.invoice_id.in_(list(invoice_ids)))
+    return list(conn.execute(query.order_by(*order)))
+
+
+def credit_notes_of(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, invoice_ids: Sequence[uuid.UUID]
+) -> list[sa.Row[Any]]:
+    order = [credit_notes.c.created_at, credit_notes.c.number]
+    return _of_invoices(conn, credit_notes, tenant_id=tenant_id, invoice_ids=invoice_ids, order=order)
 
 
 def select_credit_notes(*, tenant_id: uuid.UUID) -> sa.Select[Any]:
@@ -421,15 +428,8 @@ def insert_payment(conn: sa.Connection, values: Mapping[str, Any]) -> sa.Row[Any
 def payments_of(
     conn: sa.Connection, *, tenant_id: uuid.UUID, invoice_ids: Sequence[uuid.UUID]
 ) -> list[sa.Row[Any]]:
-    if not invoice_ids:
-        return []
-    return list(
-        conn.execute(
-            sa.select(payments)
-            .where(payments.c.tenant_id == tenant_id, payments.c.invoice_id.in_(list(invoice_ids)))
-            .order_by(payments.c.received_at, payments.c.payment_id)
-        )
-    )
+    order = [payments.c.received_at, payments.c.payment_id]
+    return _of_invoices(conn, payments, tenant_id=tenant_id, invoice_ids=invoice_ids, order=order)
 
 
 # --- set-based forms, for billing runs ---------------------------------------------------------
