@@ -235,6 +235,10 @@ def _context(conn: sa.Connection, tenant_id: uuid.UUID, customer_id: uuid.UUID) 
     customer = customer_store.get(conn, tenant_id=tenant_id, customer_id=customer_id)
     if tenant is None or customer is None:
         raise SubscriptionNotFound("the subscription's customer no longer exists")
+    return _context_of(tenant, customer)
+
+
+def _context_of(tenant: tenant_store.Tenant, customer: sa.Row[Any]) -> _Context:
     return _Context(
         tz=customer.timezone or tenant.timezone,
         proration=ProrationUnit(tenant.proration),
@@ -383,14 +387,7 @@ class _Batch:
         return cls(
             rows=rows,
             pending=store.pending_changes_of_many(conn, tenant_id=tenant_id, subscription_ids=list(rows)),
-            contexts={
-                cid: _Context(
-                    tz=c.timezone or tenant.timezone,
-                    proration=ProrationUnit(tenant.proration),
-                    has_payment_method=c.payment_method is not None,
-                )
-                for cid, c in customers.items()
-            },
+            contexts={cid: _context_of(tenant, c) for cid, c in customers.items()},
             last_seq=store.last_history_seqs(conn, tenant_id=tenant_id, subscription_ids=list(rows)),
         )
 

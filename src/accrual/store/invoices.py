@@ -44,18 +44,8 @@ constraints.register(
 
 
 def next_number(conn: sa.Connection, *, tenant_id: uuid.UUID, kind: str) -> int:
-    """The next number of `kind` for the tenant, gap-free.
-
-    The counter row stays locked until the transaction ends, so numbers are handed out in
-    commit order, and a rolled-back transaction gives its number back.
-    """
-    statement = sa.text(
-        "insert into document_counters (tenant_id, kind, last_number) values (:t, :k, 1) "
-        "on conflict (tenant_id, kind) do update set last_number = document_counters.last_number + 1 "
-        "returning last_number"
-    )
-    number: int = conn.execute(statement, {"t": tenant_id, "k": kind}).scalar_one()
-    return number
+    """The next number of `kind` for the tenant, gap-free (see `next_numbers`)."""
+    return next_numbers(conn, tenant_id=tenant_id, kind=kind, count=1)
 
 
 # --- invoices --------------------------------------------------------------------------------
@@ -145,13 +135,18 @@ def _unbilled_points(tenant_id: uuid.UUID | None, test_clock_id: uuid.UUID | Non
         billing_point_results.c.tenant_id == billing_points.c.tenant_id,
         billing_point_results.c.billing_point_id == billing_points.c.billing_point_id,
     )
-    failed = sa.select(billing_failures.c.billing_point_id).where(
-        billing_failures.c.tenant_id == billing_points.c.tenant_id,
-        billing_failures.c.billing_point_id == billing_points.c.billing_point_id,
-    )
     return sa.select(billing_points).where(
-        ~sa.exists(done), ~sa.exists(failed), _on_clock(billing_points, tenant_id, test_clock_id)
+        ~sa.exists(done), _not_set_aside(billing_points), _on_clock(billing_points, tenant_id, test_clock_id)
     )
+
+
+def _not_set_aside(table: sa.Table) -> sa.ColumnElement[bool]:
+    """Rows (billing points, or the drafts they made) whose billing point is not set aside."""
+    failed = sa.select(billing_failures.c.billing_point_id).where(
+        billing_failures.c.tenant_id == table.c.tenant_id,
+        billing_failures.c.billing_point_id == table.c.billing_point_id,
+    )
+    return ~sa.exists(failed)
 
 
 def _on_clock(
@@ -251,15 +246,11 @@ def clear_failures(conn: sa.Connection, *, tenant_id: uuid.UUID | None) -> int:
 
 
 def _drafts_due(tenant_id: uuid.UUID | None, test_clock_id: uuid.UUID | None) -> sa.Select[Any]:
-    failed = sa.select(billing_failures.c.billing_point_id).where(
-        billing_failures.c.tenant_id == invoices.c.tenant_id,
-        billing_failures.c.billing_point_id == invoices.c.billing_point_id,
-    )
     return sa.select(invoices).where(
         invoices.c.status == "draft",
         invoices.c.finalize_at.is_not(None),
         _on_clock(invoices, tenant_id, test_clock_id),
-        ~sa.exists(failed),
+        _not_set_aside(invoices),
     )
 
 
@@ -301,24 +292,9 @@ def drafts_due(
 def claim_late_usage(
     conn: sa.Connection, *, tenant_id: uuid.UUID, subscription_id: uuid.UUID, invoice_id: uuid.UUID
 ) -> list[sa.Row[Any]]:
-    """Claim the subscription's late events no invoice has billed yet, for `invoice_id`.
-
-    Returns the claimed (meter_id, ts, event_id). A concurrent claim of the same event
-    waits on the primary key, then skips it.
-    """
-    claimed = conn.execute(
-        sa.text(
-            "insert into late_usage_claims (tenant_id, subscription_id, meter_id, ts, event_id, invoice_id) "
-            "select e.tenant_id, e.subscription_id, e.meter_id, e.ts, e.event_id, :i from usage_events e "
-            "where e.tenant_id = :t and e.subscription_id = :s and e.late and not exists ("
-            " select 1 from late_usage_claims c where c.tenant_id = e.tenant_id "
-            " and c.subscription_id = e.subscription_id and c.meter_id = e.meter_id and c.ts = e.ts "
-            " and c.event_id = e.event_id) "
-            "on conflict do nothing returning meter_id, ts, event_id"
-        ),
-        {"t": tenant_id, "s": subscription_id, "i": invoice_id},
-    )
-    return list(claimed)
+    """Claim the subscription's late events no invoice has billed yet, for `invoice_id`
+    (see `claim_late_usage_many`)."""
+    return claim_late_usage_many(conn, tenant_id=tenant_id, invoice_of={subscription_id: invoice_id})
 
 
 def release_late_claims(conn: sa.Connection, *, tenant_id: uuid.UUID, invoice_id: uuid.UUID) -> None:
@@ -375,11 +351,7 @@ def add_balance_entry(conn: sa.Connection, values: Mapping[str, Any]) -> None:
 
 
 def lock_customer_balance(conn: sa.Connection, *, tenant_id: uuid.UUID, customer_id: uuid.UUID) -> None:
-    """Serialize changes to one customer's balance (a transaction-scoped advisory lock)."""
-    conn.execute(
-        sa.text("select pg_advisory_xact_lock(hashtextextended(:k, 7))"),
-        {"k": f"balance:{tenant_id}:{customer_id}"},
-    )
+    lock_customer_balances(conn, tenant_id=tenant_id, customer_ids=[customer_id])
 
 
 def insert_credit_note(conn: sa.Connection, values: Mapping[str, Any]) -> sa.Row[Any]:
@@ -554,7 +526,9 @@ def finalize_many(
 
 
 def next_numbers(conn: sa.Connection, *, tenant_id: uuid.UUID, kind: str, count: int) -> int:
-    """Take `count` consecutive numbers of `kind` (see `next_number`); return the first."""
+    """Take the next `count` consecutive numbers of `kind` for the tenant, gap-free; return the
+    first. The counter row stays locked until the transaction ends, so numbers are handed out
+    in commit order, and a rolled-back transaction gives its numbers back."""
     last: int = conn.execute(
         sa.text(
             "insert into document_counters (tenant_id, kind, last_number) values (:t, :k, :n) "
@@ -569,7 +543,8 @@ def next_numbers(conn: sa.Connection, *, tenant_id: uuid.UUID, kind: str, count:
 def lock_customer_balances(
     conn: sa.Connection, *, tenant_id: uuid.UUID, customer_ids: Sequence[uuid.UUID]
 ) -> None:
-    """`lock_customer_balance` for many customers, in a fixed order (no deadlock between runs)."""
+    """Serialize changes to these customers' balances (transaction-scoped advisory locks), taken
+    in a fixed order so two transactions never deadlock on them."""
     if customer_ids:
         conn.execute(
             sa.text(
@@ -621,7 +596,9 @@ ON CONFLICT DO NOTHING RETURNING subscription_id, meter_id, ts, event_id
 def claim_late_usage_many(
     conn: sa.Connection, *, tenant_id: uuid.UUID, invoice_of: Mapping[uuid.UUID, uuid.UUID]
 ) -> list[sa.Row[Any]]:
-    """`claim_late_usage` for many subscriptions at once: {subscription: its invoice}."""
+    """Claim the late events no invoice has billed yet of many subscriptions, each for its
+    invoice ({subscription: invoice}); return the claimed (subscription_id, meter_id, ts,
+    event_id). A concurrent claim of the same event waits on the primary key, then skips it."""
     if not invoice_of:
         return []
     pairs = sorted(invoice_of.items())

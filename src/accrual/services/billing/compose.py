@@ -104,17 +104,20 @@ class Billing:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Version:
+class VersionCharges:
+    """A plan version's code and charges, as billing rates them."""
+
     plan_code: str
     charges: tuple[pricing.ChargeDefinition, ...]
 
 
-def _versions(
+def versions_of(
     conn: sa.Connection, tenant_id: uuid.UUID, version_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, _Version]:
+) -> dict[uuid.UUID, VersionCharges]:
+    """These plan versions' codes and charges, by id (published ones from the cache)."""
     found = catalog_store.versions_by_id(conn, tenant_id=tenant_id, version_ids=list(version_ids))
     return {
-        version_id: _Version(
+        version_id: VersionCharges(
             plan_code=v.plan_code,
             charges=tuple(pricing.parse_charge(c.spec, pointer="") for c in v.version.charges),
         )
@@ -170,7 +173,7 @@ def rate_usage(conn: sa.Connection, items: Sequence[UsageToRate]) -> list[list[r
     if not items:
         return []
     tenant_id = items[0].subscription.tenant_id
-    versions = _versions(conn, tenant_id, sorted({item.plan_version_id for item in items}))
+    versions = versions_of(conn, tenant_id, sorted({item.plan_version_id for item in items}))
     codes = sorted({c.meter for v in versions.values() for c in v.charges if c.meter is not None})
     meter_views = reads.meters_for(conn, tenant_id=tenant_id, codes=codes)
     return reads.rate_windows(
@@ -214,7 +217,7 @@ def usage_lines(conn: sa.Connection, items: Sequence[UsageToRate]) -> list[list[
     """The usage (and minimum) lines of each window, rated now."""
     if not items:
         return []
-    versions = _versions(conn, items[0].subscription.tenant_id, sorted({i.plan_version_id for i in items}))
+    versions = versions_of(conn, items[0].subscription.tenant_id, sorted({i.plan_version_id for i in items}))
     found = []
     for item, rated in zip(items, rate_usage(conn, items), strict=True):
         version = versions[item.plan_version_id]
@@ -380,7 +383,7 @@ def late_usage_lines_of(
         },
         key=lambda k: (k[1], k[0]),
     )
-    versions = _versions(conn, subscription.tenant_id, [windows[key].plan_version_id for key in affected])
+    versions = versions_of(conn, subscription.tenant_id, [windows[key].plan_version_id for key in affected])
     items = [
         UsageToRate(
             subscription, billing, windows[key].plan_version_id, windows[key].window, windows[key].period
@@ -436,7 +439,7 @@ def _late_line(rated: reads.Rated, item: _Billed, *, plan: str, currency: money.
     )
 
 
-def fee_lines(point: sa.Row[Any], versions: Mapping[uuid.UUID, _Version]) -> list[DraftLine]:
+def fee_lines(point: sa.Row[Any], versions: Mapping[uuid.UUID, VersionCharges]) -> list[DraftLine]:
     """The flat-fee lines the lifecycle computed at the billing point."""
     return [
         DraftLine(
@@ -459,7 +462,7 @@ def stored_fixed_lines(
 ) -> list[DraftLine]:
     """A draft's lines that composing again keeps: fees, prorations and one-off lines."""
     kept = [r for r in rows if r.kind in (LineKind.FEE, LineKind.PRORATION, LineKind.ONE_OFF)]
-    versions = _versions(conn, tenant_id, sorted({r.plan_version_id for r in kept if r.plan_version_id}))
+    versions = versions_of(conn, tenant_id, sorted({r.plan_version_id for r in kept if r.plan_version_id}))
     return [
         DraftLine(
             kind=LineKind(r.kind),

@@ -117,7 +117,7 @@ def bill_points(
             customer_ids=[subscriptions[p.subscription_id].customer_id for p in points],
         )
         version_ids = {uuid.UUID(raw["plan_version_id"]) for p in points for raw in p.fee_lines}
-        versions = compose._versions(conn, tenant_id, sorted(version_ids))
+        versions = compose.versions_of(conn, tenant_id, sorted(version_ids))
         coupons = _coupons(conn, [subscriptions[s] for s in sorted({p.subscription_id for p in points})])
         items: list[compose.UsageToRate] = []
         owners: list[int] = []
