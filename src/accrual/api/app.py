@@ -18,6 +18,7 @@ from accrual.api.routes import (
     subscriptions,
     tenant,
     test_clocks,
+    webhooks,
 )
 from accrual.domain.clock import Clock
 from accrual.integrations.system_clock import SYSTEM_CLOCK
@@ -59,6 +60,17 @@ def create_app(
     app.state.services = AppServices(db=db, clock=clock, registry=registry or default_registry())
     problems.install(app)
     app.add_middleware(MetricsMiddleware)
-    for module in (health, tenant, api_keys, catalog, subscriptions, events, invoices, test_clocks, audit):
+    for module in (
+        health,
+        tenant,
+        api_keys,
+        catalog,
+        subscriptions,
+        events,
+        invoices,
+        test_clocks,
+        audit,
+        webhooks,
+    ):
         app.include_router(module.router)
     return app

@@ -185,6 +185,10 @@ class ReadContext:
     def db(self) -> Database:
         return self.services.db
 
+    @property
+    def now(self) -> dt.datetime:
+        return self.services.clock.now()
+
 
 def reader(*scopes: access.Scope) -> Callable[..., ReadContext]:
     check = require(*scopes)

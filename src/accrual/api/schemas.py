@@ -36,6 +36,16 @@ def list_of(model: type[T], page: Page[Any], convert: Any) -> ListOf[T]:
     )
 
 
+class WebhookSettings(BaseModel):
+    allow_insecure: bool | None = Field(
+        default=None, description="Allow plain-http webhooks to loopback addresses (tests, development)."
+    )
+    allowed_networks: list[str] | None = Field(
+        default=None,
+        description="Private networks (CIDR) webhooks may reach; other non-public addresses are refused.",
+    )
+
+
 class BillingSettings(BaseModel):
     grace_period_days: int | None = Field(
         default=None, description="Days a draft invoice stays editable before it finalizes (0: at once)."
@@ -60,6 +70,7 @@ class TenantOut(BaseModel):
         description="Usage for an invoiced period: billed on the next invoice, or refused."
     )
     billing: BillingSettings
+    webhooks: WebhookSettings
     created_at: dt.datetime
 
     @classmethod
@@ -78,6 +89,10 @@ class TenantOut(BaseModel):
                 credit_note_prefix=tenant.credit_note_prefix,
                 zero_amount_invoices=tenant.zero_amount_invoices,
                 seller=tenant.seller,
+            ),
+            webhooks=WebhookSettings(
+                allow_insecure=tenant.allow_insecure_webhooks,
+                allowed_networks=tenant.webhook_allowed_networks,
             ),
             created_at=tenant.created_at,
         )
@@ -101,6 +116,7 @@ class TenantUpdate(Request):
         default=None, description="Usage for an already invoiced period: bill it next time, or refuse it."
     )
     billing: BillingSettings | None = Field(default=None, description="Invoicing settings.")
+    webhooks: WebhookSettings | None = Field(default=None, description="Where webhooks may go.")
 
 
 class ApiKeyCreate(Request):

@@ -14,6 +14,7 @@ from accrual.domain import codes, timezones
 from accrual.domain.errors import InvalidInput, NotFound
 from accrual.services import api_keys
 from accrual.services.unit_of_work import Actor, read_only, unit_of_work
+from accrual.services.webhooks import update_settings as webhook_settings
 from accrual.store import ids, usage_rollups
 from accrual.store import tenants as tenant_store
 from accrual.store.database import BoundTransactions, Database, TransactionSource
@@ -127,16 +128,23 @@ def update_tenant(
     proration: str | None = None,
     late_events: str | None = None,
     billing: Mapping[str, object] | None = None,
+    webhooks: Mapping[str, object] | None = None,
     actor: Actor,
     now: dt.datetime,
 ) -> tenant_store.Tenant:
     """Change the tenant's name, default time zone, maker-checker, proration or late-events
     setting, or its invoicing settings (`billing`: grace_period_days, payment_terms_days,
-    invoice_prefix, credit_note_prefix, zero_amount_invoices, seller).
+    invoice_prefix, credit_note_prefix, zero_amount_invoices, seller), or its webhook settings
+    (`webhooks`: allow_insecure, allowed_networks).
 
     A change that changes nothing writes nothing.
     """
     values: dict[str, object] = dict(_billing_settings(billing or {}))
+    if webhooks is not None:
+        codes.only_keys(
+            webhooks, ("allow_insecure", "allowed_networks"), pointer="/webhooks", what="webhook settings"
+        )
+        values.update(webhook_settings(**webhooks))
     if name is not None:
         values["name"] = _validate_name(name)
     if timezone is not None:

@@ -72,6 +72,10 @@ tenants = sa.Table(
     sa.Column("zero_amount_invoices", sa.Text, nullable=False, server_default="mark_paid"),
     # Who issues the invoices: legal name, address, tax id, as printed on documents.
     sa.Column("seller", pg.JSONB, nullable=False, server_default="{}"),
+    # Webhooks may go to plain-http loopback URLs (tests, development).
+    sa.Column("allow_insecure_webhooks", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Private networks (CIDR) webhooks may reach; others are refused.
+    sa.Column("webhook_allowed_networks", pg.ARRAY(sa.Text), nullable=False, server_default="{}"),
     sa.PrimaryKeyConstraint("tenant_id", name="pk_tenants"),
     sa.CheckConstraint("length(name) between 1 and 200", name="name_length"),
     sa.CheckConstraint("proration in ('day','second')", name="known_proration"),
@@ -161,6 +165,8 @@ outbox_events = sa.Table(
     _tenant_fk("outbox_events"),
     sa.Index("ix_outbox_events_seq", "seq"),
     sa.Index("ix_outbox_events_tenant_id_entity", "tenant_id", "entity_type", "entity_id", "seq"),
+    sa.Index("ix_outbox_events_xid", "xid"),
+    sa.Index("ix_outbox_events_tenant_id_xid", "tenant_id", "xid", "seq"),
 )
 
 test_clocks = sa.Table(
@@ -919,7 +925,153 @@ customer_balance_entries = sa.Table(
     sa.Index("ix_customer_balance_entries_tenant_id_customer_id", "tenant_id", "customer_id"),
 )
 
+webhook_endpoints = sa.Table(
+    "webhook_endpoints",
+    metadata,
+    _tenant_id(),
+    sa.Column("endpoint_id", sa.Uuid, nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    # Event types or `<entity>.*` patterns delivered here; empty: every type.
+    sa.Column("event_types", pg.ARRAY(sa.Text), nullable=False, server_default="{}"),
+    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("disabled_reason", sa.Text),
+    sa.Column("disabled_at", TIMESTAMP),
+    # Since when every attempt has failed (none since a success); five days of it disable.
+    sa.Column("failing_since", TIMESTAMP),
+    sa.Column("created_at", TIMESTAMP, nullable=False),
+    sa.Column("updated_at", TIMESTAMP, nullable=False),
+    # The creating transaction: the relay hands on only events of later transactions.
+    sa.Column("created_xid", Xid8, nullable=False, server_default=sa.text("pg_current_xact_id()")),
+    sa.PrimaryKeyConstraint("tenant_id", "endpoint_id", name="pk_webhook_endpoints"),
+    _tenant_fk("webhook_endpoints"),
+    sa.CheckConstraint("length(url) between 1 and 2048", name="url_length"),
+    sa.CheckConstraint("disabled_reason in ('manual','gone','failing')", name="known_disabled_reason"),
+    sa.CheckConstraint("enabled = (disabled_reason is null)", name="disabled_has_reason"),
+)
+
+webhook_secrets = sa.Table(
+    "webhook_secrets",
+    metadata,
+    _tenant_id(),
+    sa.Column("secret_id", sa.Uuid, nullable=False),
+    sa.Column("endpoint_id", sa.Uuid, nullable=False),
+    sa.Column("secret", sa.Text, nullable=False),
+    sa.Column("created_at", TIMESTAMP, nullable=False),
+    # A rotated-out secret still signs until then; null: the current secret.
+    sa.Column("expires_at", TIMESTAMP),
+    sa.PrimaryKeyConstraint("tenant_id", "secret_id", name="pk_webhook_secrets"),
+    _fk(
+        "webhook_secrets",
+        ["endpoint_id"],
+        "webhook_endpoints",
+        ["endpoint_id"],
+        "fk_webhook_secrets_endpoint",
+    ),
+    sa.CheckConstraint("secret ~ '^whsec_[A-Za-z0-9+/=]{32,}$'", name="format"),
+    sa.Index("ix_webhook_secrets_tenant_id_endpoint_id", "tenant_id", "endpoint_id"),
+)
+
+# The relay's high-water mark: every outbox event of a transaction below it has been handed on.
+outbox_relay = sa.Table(
+    "outbox_relay",
+    metadata,
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("watermark", Xid8, nullable=False),
+    sa.Column("updated_at", TIMESTAMP),
+    sa.PrimaryKeyConstraint("name", name="pk_outbox_relay"),
+)
+
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    _tenant_id(),
+    sa.Column("delivery_id", sa.Uuid, nullable=False),
+    sa.Column("endpoint_id", sa.Uuid, nullable=False),
+    sa.Column("event_id", sa.Uuid, nullable=False),
+    # The event's outbox sequence: deliveries of one entity to one endpoint go in this order.
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("entity_type", sa.Text, nullable=False),
+    sa.Column("entity_id", sa.Text, nullable=False),
+    sa.Column("origin", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False, server_default="pending"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", TIMESTAMP, nullable=False),
+    # A relay sending it holds it until then; after, another relay may send it again.
+    sa.Column("leased_until", TIMESTAMP),
+    sa.Column("last_status_code", sa.Integer),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", TIMESTAMP, nullable=False),
+    sa.Column("completed_at", TIMESTAMP),
+    sa.PrimaryKeyConstraint("tenant_id", "delivery_id", name="pk_webhook_deliveries"),
+    _fk(
+        "webhook_deliveries",
+        ["endpoint_id"],
+        "webhook_endpoints",
+        ["endpoint_id"],
+        "fk_webhook_deliveries_endpoint",
+    ),
+    _fk("webhook_deliveries", ["event_id"], "outbox_events", ["event_id"], "fk_webhook_deliveries_event"),
+    sa.CheckConstraint("origin in ('relay','redeliver','replay')", name="known_origin"),
+    sa.CheckConstraint("status in ('pending','succeeded','failed')", name="known_status"),
+    sa.CheckConstraint("attempts >= 0", name="attempts_range"),
+    sa.Index(
+        "uq_webhook_deliveries_relayed",
+        "tenant_id",
+        "endpoint_id",
+        "event_id",
+        unique=True,
+        postgresql_where=sa.text("origin = 'relay'"),
+    ),
+    sa.Index("ix_webhook_deliveries_due", "next_attempt_at", postgresql_where=sa.text("status = 'pending'")),
+    sa.Index(
+        "ix_webhook_deliveries_entity",
+        "tenant_id",
+        "endpoint_id",
+        "entity_type",
+        "entity_id",
+        "seq",
+        postgresql_where=sa.text("status = 'pending'"),
+    ),
+    sa.Index(
+        "ix_webhook_deliveries_tenant_id_endpoint_id_created_at", "tenant_id", "endpoint_id", "created_at"
+    ),
+)
+
+webhook_attempts = sa.Table(
+    "webhook_attempts",
+    metadata,
+    _tenant_id(),
+    sa.Column("attempt_id", sa.Uuid, nullable=False),
+    sa.Column("delivery_id", sa.Uuid, nullable=False),
+    sa.Column("endpoint_id", sa.Uuid, nullable=False),
+    sa.Column("event_id", sa.Uuid, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("attempted_at", TIMESTAMP, nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("request_headers", pg.JSONB, nullable=False),
+    sa.Column("status_code", sa.Integer),
+    sa.Column("response_body", sa.Text),
+    sa.Column("latency_ms", sa.Integer, nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("outcome", sa.Text, nullable=False),
+    sa.PrimaryKeyConstraint("tenant_id", "attempt_id", name="pk_webhook_attempts"),
+    _fk(
+        "webhook_attempts",
+        ["delivery_id"],
+        "webhook_deliveries",
+        ["delivery_id"],
+        "fk_webhook_attempts_delivery",
+    ),
+    sa.CheckConstraint("outcome in ('succeeded','failed','gone')", name="known_outcome"),
+    sa.Index("ix_webhook_attempts_tenant_id_delivery_id", "tenant_id", "delivery_id"),
+)
+
 PARTITION_PREFIX = "usage_events_p"
+
+# Tables of the installation, not of a tenant (no tenant_id): the relay serves every tenant.
+GLOBAL_TABLES = ("outbox_relay",)
 
 APPEND_ONLY_TABLES = (
     "audit_log",
@@ -932,4 +1084,5 @@ APPEND_ONLY_TABLES = (
     "credit_notes",
     "payments",
     "customer_balance_entries",
+    "webhook_attempts",
 )

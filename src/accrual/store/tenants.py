@@ -27,6 +27,8 @@ class Tenant:
     credit_note_prefix: str = "CN-"
     zero_amount_invoices: str = "mark_paid"
     seller: dict[str, Any] = dataclasses.field(default_factory=dict)
+    allow_insecure_webhooks: bool = False
+    webhook_allowed_networks: list[str] = dataclasses.field(default_factory=list)
 
     def snapshot(self) -> dict[str, Any]:
         """The tenant as the audit log and events record it."""
@@ -44,6 +46,10 @@ class Tenant:
             "credit_note_prefix": self.credit_note_prefix,
             "zero_amount_invoices": self.zero_amount_invoices,
             "seller": dict(self.seller),
+            "webhooks": {
+                "allow_insecure": self.allow_insecure_webhooks,
+                "allowed_networks": list(self.webhook_allowed_networks),
+            },
         }
 
 
@@ -62,6 +68,8 @@ def tenant_from_row(row: sa.Row[Any]) -> Tenant:
         credit_note_prefix=row.credit_note_prefix,
         zero_amount_invoices=row.zero_amount_invoices,
         seller=dict(row.seller),
+        allow_insecure_webhooks=row.allow_insecure_webhooks,
+        webhook_allowed_networks=list(row.webhook_allowed_networks),
     )
 
 

@@ -33,6 +33,7 @@ def update_tenant(body: TenantUpdate, ctx: Annotated[WriteContext, Depends(write
                 proration=body.proration,
                 late_events=body.late_events,
                 billing=body.billing.model_dump(exclude_none=True) if body.billing else None,
+                webhooks=body.webhooks.model_dump(exclude_none=True) if body.webhooks else None,
                 actor=ctx.principal.actor,
                 now=ctx.now,
             )
