@@ -30,6 +30,11 @@ class EndpointCreate(Request):
 
 
 class EndpointUpdate(Request):
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        json_schema_extra={"examples": [{"event_types": ["invoice.*", "payment.*"]}, {"enabled": False}]},
+    )
     url: str | None = None
     event_types: list[str] | None = None
     description: str | None = Field(default=None, max_length=500)
@@ -72,6 +77,7 @@ class EndpointCreated(EndpointOut):
 
 
 class SecretRotate(Request):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"overlap_seconds": 3600}]})
     overlap_seconds: int = Field(
         default=86400, ge=0, le=7 * 86400, description="How long the current secret keeps signing too."
     )
@@ -146,12 +152,6 @@ class DeliveryOut(BaseModel):
             created_at=r.created_at,
             completed_at=r.completed_at,
         )
-
-
-class Redeliver(Request):
-    endpoint_id: uuid.UUID | None = Field(
-        default=None, description="Only to this endpoint; none: every enabled endpoint that takes the event."
-    )
 
 
 class DeliveriesMade(BaseModel):

@@ -9,7 +9,14 @@ from typing import Annotated, Any
 
 import typer
 
-from accrual.cli import billing_commands, catalog_commands, lifecycle_commands, serving, usage_commands
+from accrual.cli import (
+    billing_commands,
+    catalog_commands,
+    lifecycle_commands,
+    serving,
+    usage_commands,
+    webhook_commands,
+)
 from accrual.cli.common import (
     EXIT_FAILED,
     JsonFlag,
@@ -61,13 +68,17 @@ app.add_typer(usage_commands.consume_app, name="consume")
 app.add_typer(billing_commands.invoices_app, name="invoices")
 app.command("simulate")(billing_commands.simulate)
 app.command("bill")(billing_commands.bill)
+app.add_typer(webhook_commands.webhooks_app, name="webhooks")
+app.command("relay")(webhook_commands.relay)
 
 
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on [ACCRUAL_HOST].")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on [ACCRUAL_PORT].")] = None,
-    worker: Annotated[bool, typer.Option(help="Run the worker loop in this process.")] = True,
+    worker: Annotated[
+        bool, typer.Option(help="Run the worker loop and the webhook relay in this process.")
+    ] = True,
     workers: Annotated[int, typer.Option(min=1, help="HTTP worker processes (an external database).")] = 1,
 ) -> None:
     """Serve the API (and the worker) until Ctrl-C; migrates and creates a demo tenant on first run."""

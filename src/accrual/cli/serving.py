@@ -1,9 +1,12 @@
-"""`accrual serve`: the API and the worker in one process, stopped cleanly by Ctrl-C."""
+"""`accrual serve`: the API, the worker and the webhook relay in one process, stopped cleanly by Ctrl-C."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
+import threading
+from collections.abc import Callable
 
 import structlog
 import uvicorn
@@ -15,8 +18,11 @@ from accrual.api.asgi import settle_memory
 from accrual.cli import logs
 from accrual.cli.settings import Settings
 from accrual.integrations.system_clock import SYSTEM_CLOCK
+from accrual.integrations.webhook_transport import HttpTransport
 from accrual.services import tenants
+from accrual.services.due_work import DueWorkRegistry
 from accrual.services.registry import default_registry
+from accrual.services.relay import Relay, RelaySettings
 from accrual.services.unit_of_work import Actor
 from accrual.store.database import Database
 from accrual.worker.loop import Worker
@@ -26,6 +32,47 @@ log = structlog.get_logger("accrual.serve")
 
 class ServerDidNotStart(Exception):
     pass
+
+
+def build_relay(db: Database, settings: Settings) -> tuple[Relay, HttpTransport]:
+    transport = HttpTransport(connections_per_host=settings.relay_concurrency)
+    relay = Relay(
+        db,
+        clock=SYSTEM_CLOCK,
+        transport=transport,
+        settings=RelaySettings(
+            timeout=settings.webhook_timeout_seconds, concurrency=settings.relay_concurrency
+        ),
+    )
+    return relay, transport
+
+
+@dataclasses.dataclass
+class _Background:
+    """The worker and the webhook relay, each on its own thread."""
+
+    threads: list[tuple[threading.Thread, threading.Event]]
+    closers: list[Callable[[], None]]
+
+    def stop(self) -> None:
+        for _, stop in self.threads:
+            stop.set()
+        for thread, _ in self.threads:
+            thread.join(timeout=30)
+        for close in self.closers:
+            close()
+
+
+def _start_background(db: Database, settings: Settings, registry: DueWorkRegistry) -> _Background:
+    worker = Worker(
+        db,
+        clock=SYSTEM_CLOCK,
+        registry=registry,
+        interval=settings.worker_interval_seconds,
+        idempotency_retention=dt.timedelta(hours=settings.idempotency_retention_hours),
+    )
+    relay, transport = build_relay(db, settings)
+    return _Background([worker.start_thread(), relay.start_thread()], [relay.close, transport.close])
 
 
 def serve(
@@ -52,16 +99,7 @@ def serve(
         )
     registry = default_registry()
     app = create_app(db, clock=SYSTEM_CLOCK, registry=registry)
-    worker_thread = stop = None
-    if run_worker:
-        worker = Worker(
-            db,
-            clock=SYSTEM_CLOCK,
-            registry=registry,
-            interval=settings.worker_interval_seconds,
-            idempotency_retention=dt.timedelta(hours=settings.idempotency_retention_hours),
-        )
-        worker_thread, stop = worker.start_thread()
+    background = _start_background(db, settings, registry) if run_worker else None
     if workers > 1:
         # Each process builds its own app from the environment; this one runs the worker loop.
         os.environ["ACCRUAL_DATABASE_URL"] = db.url.replace("postgresql+psycopg://", "postgresql://", 1)
@@ -99,9 +137,8 @@ def serve(
         if server.started:
             raise
     finally:
-        if stop is not None and worker_thread is not None:
-            stop.set()
-            worker_thread.join(timeout=30)
+        if background is not None:
+            background.stop()
         log.info("stopped")
     if not server.started:
         raise ServerDidNotStart(f"could not serve on {host}:{port} (is the port in use?)")

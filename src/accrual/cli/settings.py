@@ -21,4 +21,8 @@ class Settings(BaseSettings):
     log_format: Literal["console", "json"] = "console"
     worker_interval_seconds: float = 1.0
     idempotency_retention_hours: int = 24
+    webhook_timeout_seconds: float = 15.0
+    """How long a webhook receiver has to answer."""
+    relay_concurrency: int = 16
+    """Webhook requests a relay sends at once."""
     db_pool_size: int = 10

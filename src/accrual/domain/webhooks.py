@@ -30,7 +30,7 @@ RETRY_DELAYS: tuple[dt.timedelta, ...] = tuple(
     for s in (5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 14 * 3600, 20 * 3600, 24 * 3600)
 )
 MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
-JITTER = 0.1
+JITTER_PPM = 100_000  # a tenth either way, in parts per million
 MAX_RETRY_AFTER = dt.timedelta(hours=24)
 # Five days of nothing but failures disable an endpoint.
 FAILING_LIMIT = dt.timedelta(days=5)
@@ -53,9 +53,9 @@ def next_attempt_at(
         return None
     delay = RETRY_DELAYS[attempts - 1]
     digest = hashlib.sha256(f"{delivery_id}:{attempts}".encode()).digest()
-    fraction = int.from_bytes(digest[:8], "big") / 2**64  # in [0, 1)
-    factor = 1 - JITTER + 2 * JITTER * fraction
-    delay = dt.timedelta(microseconds=int(delay / dt.timedelta(microseconds=1) * factor))
+    # In integers (the domain has no floats): a factor in [0.9, 1.1) in parts per million.
+    ppm = 1_000_000 - JITTER_PPM + ((2 * JITTER_PPM * int.from_bytes(digest[:8], "big")) >> 64)
+    delay = dt.timedelta(microseconds=delay // dt.timedelta(microseconds=1) * ppm // 1_000_000)
     if retry_after is not None:
         delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
     return failed_at + delay

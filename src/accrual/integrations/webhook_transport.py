@@ -20,6 +20,7 @@ from typing import Protocol
 
 import urllib3
 
+from accrual.domain.errors import AccrualError
 from accrual.domain.webhooks import AddressPolicy, IpAddress, Target, parse_target
 
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -72,7 +73,7 @@ class HttpTransport:
         try:
             target = parse_target(request.url, policy=request.policy)
             address = self._checked_address(target, request.policy)
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, AccrualError) as error:
             return reply(None, error=f"refused: {error}")
         pool = self._pool(target, address)
         headers = dict(request.headers)

@@ -20,7 +20,6 @@ from accrual.api.webhook_schemas import (
     EndpointUpdate,
     OutboxEventOut,
     OutboxPageOut,
-    Redeliver,
     SecretOut,
     SecretRotate,
     SecretsOut,
@@ -245,7 +244,9 @@ def replay(
 def redeliver(
     event_id: uuid.UUID,
     ctx: Annotated[WriteContext, Depends(writer(Scope.ADMIN))],
-    body: Redeliver | None = None,
+    endpoint_id: Annotated[
+        uuid.UUID | None, Query(description="Only to this endpoint; none: every enabled one that takes it.")
+    ] = None,
 ) -> Response:
     return ctx.run(
         lambda db: DeliveriesMade(
@@ -253,7 +254,7 @@ def redeliver(
                 db,
                 tenant_id=ctx.principal.tenant_id,
                 event_id=event_id,
-                endpoint_id=body.endpoint_id if body else None,
+                endpoint_id=endpoint_id,
                 actor=ctx.principal.actor,
                 now=ctx.now,
             )
