@@ -5,9 +5,10 @@ and notes when each `webhook-id` arrived). One tenant has one endpoint there. Ev
 the outbox the way services write them (`store.outbox.append` in a transaction), for
 `--entities` entities in turn, so ordering per entity is in play.
 
-1. Throughput: `--backlog` events are committed first, then a relay (`--relays` processes,
-   each `accrual relay`, as production runs them) delivers them all; deliveries/s is the
-   backlog over the time from starting the relays to the last arrival.
+1. Throughput: with the relays running (`--relays` processes, each `accrual relay`, as
+   production runs them, warmed up by one event), `--backlog` events are committed in one
+   transaction; deliveries/s is the backlog over the time from that commit's start to the
+   last arrival.
 2. Lag: with the relays running, events are committed at `--rate` per second for
    `--seconds`, in transactions of 10; the lag of an event is from its commit returning to its
    arrival at the receiver.
@@ -180,12 +181,15 @@ def _measure(
     url: str, db: Database, tenant: uuid.UUID, receiver: Receiver, args: argparse.Namespace
 ) -> tuple[float, list[float]]:
     """Deliveries/s of a backlog, then the lags (ms, sorted) at a steady rate."""
-    backlog: list[str] = []
-    for start in range(0, args.backlog, 1_000):
-        backlog += _commit_events(db, tenant, min(1_000, args.backlog - start), args.entities, start)
-    started = time.time()
     relays = _relays(url, args.relays)
     try:
+        # Warm up: the relays are running once this event has arrived.
+        warm = _commit_events(db, tenant, 1, args.entities, -1)
+        if warm[0] not in _wait_for(receiver, warm, timeout=120):
+            raise SystemExit("the relays did not start")
+        receiver.arrivals(reset=True)
+        started = time.time()
+        backlog = _commit_events(db, tenant, args.backlog, args.entities, 0)
         arrivals = _wait_for(receiver, backlog, timeout=600)
         missing = [i for i in backlog if i not in arrivals]
         if missing:

@@ -1034,9 +1034,9 @@ webhook_deliveries = sa.Table(
         "seq",
         postgresql_where=sa.text("status = 'pending'"),
     ),
-    sa.Index(
-        "ix_webhook_deliveries_tenant_id_endpoint_id_created_at", "tenant_id", "endpoint_id", "created_at"
-    ),
+    # Not led by the endpoint on purpose: the claim's check for an earlier pending delivery of
+    # the same entity must have only ix_webhook_deliveries_entity to choose from.
+    sa.Index("ix_webhook_deliveries_tenant_id_created_at", "tenant_id", "created_at"),
 )
 
 webhook_attempts = sa.Table(

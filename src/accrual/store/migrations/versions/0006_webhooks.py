@@ -101,8 +101,9 @@ CREATE UNIQUE INDEX uq_webhook_deliveries_relayed ON webhook_deliveries (tenant_
 CREATE INDEX ix_webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE status = 'pending';
 CREATE INDEX ix_webhook_deliveries_entity ON webhook_deliveries (tenant_id, endpoint_id, entity_type, entity_id, seq)
     WHERE status = 'pending';
-CREATE INDEX ix_webhook_deliveries_tenant_id_endpoint_id_created_at
-    ON webhook_deliveries (tenant_id, endpoint_id, created_at);
+-- Listing (an endpoint's, newest first). Not led by the endpoint on purpose: the check for an
+-- earlier pending delivery of the same entity must find only ix_webhook_deliveries_entity.
+CREATE INDEX ix_webhook_deliveries_tenant_id_created_at ON webhook_deliveries (tenant_id, created_at);
 
 CREATE TABLE webhook_attempts (
     tenant_id uuid NOT NULL,
