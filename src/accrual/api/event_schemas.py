@@ -486,3 +486,86 @@ def document_webhooks(app: FastAPI) -> None:
             response_description="Any 2xx acknowledges the event; anything else is retried.",
             openapi_extra={"parameters": _HEADERS},
         )
+
+
+# --- the catalogue as Markdown (docs/events.md) ----------------------------------------------------
+
+
+_FORMATS = {"date-time": "instant (RFC 3339)", "uuid": "id (UUID string)"}
+
+
+def _choices(values: list[Any]) -> str:
+    return " \\| ".join(f"`{v}`" for v in values)
+
+
+def _type_text(schema: dict[str, Any], defs: dict[str, Any]) -> str:
+    """A property's type as a reader wants it: enum values, linked models, `X | null`."""
+    if "$ref" in schema:
+        name = str(schema["$ref"]).rsplit("/", 1)[-1]
+        values = defs.get(name, {}).get("enum")
+        text = _choices(values) if values else f"[{name}](#{name.lower()})"
+    elif "anyOf" in schema:
+        text = " \\| ".join(_type_text(s, defs) for s in schema["anyOf"])
+    elif "const" in schema or "enum" in schema:
+        text = _choices(schema.get("enum", [schema.get("const")]))
+    else:
+        kind = schema.get("type", "any")
+        text = str(kind)
+        if kind == "array":
+            text = f"array of {_type_text(schema.get('items', {}), defs)}"
+        elif kind == "object" and isinstance(schema.get("additionalProperties"), dict):
+            text = f"object of {_type_text(schema['additionalProperties'], defs)}"
+        elif kind == "string" and "format" in schema:
+            text = _FORMATS.get(schema["format"], "string")
+        elif kind == "string" and "pattern" in schema:
+            text = "decimal string"
+    return text
+
+
+def _fields_table(model: type[BaseModel]) -> list[str]:
+    schema = model.model_json_schema(ref_template="#/$defs/{model}")
+    defs: dict[str, Any] = schema.get("$defs", {})
+    required = set(schema.get("required", []))
+    lines = ["| field | type | notes |", "|---|---|---|"]
+    for name, prop in schema["properties"].items():
+        notes = prop.get("description", "")
+        if name not in required:
+            notes = f"May be absent. {notes}".strip()
+        lines.append(f"| `{name}` | {_type_text(prop, defs)} | {notes} |")
+    return lines
+
+
+def catalogue_markdown() -> str:
+    """The event types and their data's fields, as docs/events.md shows them."""
+    out = ["| type | entity_type | data | description |", "|---|---|---|---|"]
+    for name, event_type in EVENT_TYPES.items():
+        model = DATA_MODELS[name].__name__
+        link = f"[{model}](#{model.lower()})"
+        out.append(f"| `{name}` | `{event_type.entity_type}` | {link} | {event_type.description} |")
+    models: dict[str, type[BaseModel]] = {}
+    for model_type in DATA_MODELS.values():
+        models.setdefault(model_type.__name__, model_type)
+        for nested in model_type.model_json_schema().get("$defs", {}):
+            found = _nested_model(model_type, nested)
+            if found is not None:
+                models.setdefault(nested, found)
+    for title, model_type in models.items():
+        out += ["", f"### {title}", ""]
+        doc = (model_type.__doc__ or "").strip()
+        if doc and not doc.startswith(("The data of an event", "Usage docs:")):
+            out += [" ".join(doc.split()), ""]
+        out += _fields_table(model_type)
+    return "\n".join(out) + "\n"
+
+
+def _nested_model(model: type[BaseModel], name: str) -> type[BaseModel] | None:
+    """The model class named `name` used (at any depth) by `model`'s fields, if one is."""
+    pending: list[Any] = [f.annotation for f in model.model_fields.values()]
+    while pending:
+        annotation = pending.pop()
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            if annotation.__name__ == name:
+                return annotation
+            pending += [f.annotation for f in annotation.model_fields.values()]
+        pending += list(getattr(annotation, "__args__", ()))
+    return None
