@@ -21,7 +21,6 @@ import sqlalchemy as sa
 from accrual.api.event_schemas import DATA_MODELS
 from accrual.domain.events import EVENT_TYPES
 from accrual.services import api_keys, catalog, customers, subscriptions, tenants, test_clocks
-from accrual.services import subscriptions as subscription_service
 from accrual.services.billing import corrections, invoices
 from accrual.services.registry import default_registry
 from accrual.services.unit_of_work import Actor
@@ -97,7 +96,10 @@ class Flow:
         self.db = db
         created = tenants.create_tenant(db, name="Catalogue", timezone="UTC", actor=MAKER, now=T0)
         self.tid = created.tenant.tenant_id
-        self.clock_id = uuid.UUID(int=0)
+        clock = test_clocks.create_test_clock(
+            db, tenant_id=self.tid, name="catalogue", frozen_time=T0, actor=MAKER, now=T0
+        )
+        self.clock_id = clock.test_clock_id
 
     def advance(self, to: dt.datetime) -> None:
         test_clocks.advance_test_clock(
@@ -247,10 +249,6 @@ def run_flow(db: Database) -> Flow:
     flow = Flow(db)
     _catalog(flow)
     _keys(flow)
-    clock = test_clocks.create_test_clock(
-        db, tenant_id=flow.tid, name="catalogue", frozen_time=T0, actor=MAKER, now=T0
-    )
-    flow.clock_id = clock.test_clock_id
     for name in ("acme", "bravo", "charlie", "delta", "echo"):
         flow.customer(name)
     customers.update_customer(
@@ -344,7 +342,7 @@ def _dynamic_types() -> set[str]:
     )
     archived = {f"{kind.entity}.archived" for kind in kinds}
     renamed = {f"{kind.entity}.updated" for kind in kinds if kind is not catalog_store.METERS}
-    return archived | renamed | set(subscription_service._EVENTS.values())
+    return archived | renamed | set(subscriptions._EVENTS.values())
 
 
 def test_every_type_the_services_can_emit_is_catalogued() -> None:
