@@ -7,6 +7,7 @@ from fastapi import FastAPI
 import accrual
 from accrual.api import problems
 from accrual.api.deps import AppServices
+from accrual.api.event_schemas import document_webhooks
 from accrual.api.metrics import MetricsMiddleware
 from accrual.api.routes import (
     api_keys,
@@ -73,4 +74,5 @@ def create_app(
         webhooks,
     ):
         app.include_router(module.router)
+    document_webhooks(app)
     return app

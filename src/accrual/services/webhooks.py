@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
-import re
 import secrets
 import uuid
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from accrual.domain import events
 from accrual.domain.errors import Conflict, InvalidInput, NotFound
 from accrual.domain.webhooks import AddressPolicy, parse_networks, parse_target
 from accrual.services.unit_of_work import Actor, UnitOfWork, read_only, unit_of_work
@@ -32,7 +32,6 @@ from accrual.store.schema import webhook_deliveries
 DEFAULT_OVERLAP = dt.timedelta(hours=24)
 MAX_OVERLAP = dt.timedelta(days=7)
 MAX_EVENT_TYPES = 100
-_EVENT_FILTER = re.compile(r"\*|[a-z][a-z_]*\.(\*|[a-z][a-z_]*)")
 
 
 class EndpointNotFound(NotFound):
@@ -55,9 +54,10 @@ def _event_types(values: Sequence[object] | None) -> list[str]:
         raise InvalidInput(f"at most {MAX_EVENT_TYPES} event types", field="/event_types")
     found: list[str] = []
     for i, value in enumerate(values):
-        if not isinstance(value, str) or not _EVENT_FILTER.fullmatch(value.strip()):
+        if not isinstance(value, str) or not events.is_valid_filter(value.strip()):
             raise InvalidInput(
-                "an event type is a type such as invoice.paid, a pattern such as invoice.*, or *",
+                "an event type is a known type such as invoice.paid, a pattern such as invoice.*, or *"
+                " (the catalogue is in the API's webhooks section)",
                 field=f"/event_types/{i}",
             )
         if value.strip() not in found:

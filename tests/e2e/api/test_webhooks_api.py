@@ -57,6 +57,11 @@ def test_target_rules_are_enforced_with_the_field_named(client: TestClient, h: d
         ({"url": "https://user:pw@example.com/hook"}, "#/url"),
         ({"url": "ftp://example.com/hook"}, "#/url"),
         ({"url": "https://example.com/hook", "event_types": ["Invoice Paid"]}, "#/event_types/0"),
+        (
+            {"url": "https://example.com/hook", "event_types": ["invoice.*", "invoice.exploded"]},
+            "#/event_types/1",
+        ),
+        ({"url": "https://example.com/hook", "event_types": ["nothing.*"]}, "#/event_types/0"),
     ]
     for body, field in cases:
         response = client.post("/v1/webhook_endpoints", json=body, headers=h)

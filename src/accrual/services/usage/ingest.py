@@ -27,9 +27,11 @@ from prometheus_client import Counter, Histogram
 from accrual.domain.clock import require_aware
 from accrual.domain.usage import bucket_start
 from accrual.services.usage.intake import IncomingEvent
+from accrual.store import outbox
 from accrual.store import tenants as tenant_store
 from accrual.store import usage as store
 from accrual.store.database import Database
+from accrual.store.ids import new_id
 
 EVENTS = Counter("accrual_usage_events_total", "Usage events taken in, by outcome.", ["outcome"])
 BATCH_SECONDS = Histogram(
@@ -38,6 +40,7 @@ BATCH_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 
+_PROPERTIES = msgspec.json.Decoder(dict[str, Any], float_hook=Decimal)
 _NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 
 
@@ -277,8 +280,37 @@ def _ingest(
             ],
             now=now,
         )
+        outbox.append(conn, tenant_id=tenant_id, events=quarantined_events(held, by_id, now=now))
     return [
         _result(e, first=first, fresh=fresh, known=known, attributions=by_id, refused=refused) for e in events
+    ]
+
+
+def quarantined_events(
+    held: Sequence[IncomingEvent], attributions: dict[str, _Attribution], *, now: dt.datetime
+) -> list[outbox.PendingEvent]:
+    """One `usage.quarantined` outbox event per event newly held, carrying it as it was sent."""
+    return [
+        outbox.PendingEvent(
+            event_id=new_id(),
+            event_type="usage.quarantined",
+            entity_type="usage_event",
+            entity_id=e.event_id,
+            payload={
+                "id": e.event_id,
+                "meter": e.meter,
+                "subscription": e.subscription,
+                "customer": e.customer,
+                "timestamp": e.ts.isoformat(),
+                # As encoded for storage, so a caller's float reads as the exact decimal stored.
+                "properties": _PROPERTIES.decode(e.properties_json),
+                "reason": attributions[e.event_id].reason,
+                "detail": attributions[e.event_id].detail,
+                "received_at": now.isoformat(),
+            },
+            occurred_at=now,
+        )
+        for e in held
     ]
 
 

@@ -183,3 +183,77 @@ def test_a_held_event_released_into_an_invoiced_period_is_billed_late_even_under
             sa.text("select late from usage_events where tenant_id = :t and event_id = 'h1'"), {"t": tid}
         ).scalar_one()
     assert late is True
+
+
+def quarantine_events(db: Database, tid: Any) -> list[Any]:
+    with db.connect() as conn:
+        return list(
+            conn.execute(
+                sa.text(
+                    "select event_type, entity_type, entity_id, payload, occurred_at from outbox_events "
+                    "where tenant_id = :t and event_type = 'usage.quarantined' order by seq"
+                ),
+                {"t": tid},
+            )
+        )
+
+
+def test_each_event_quarantined_is_announced_once_as_it_was_sent(db: Database, tid: Any) -> None:
+    results = send(
+        db,
+        tid,
+        event("counted"),
+        event("no-meter", meter="searches", properties={"region": "eu", "tokens": 1.5}),
+        {"id": "no-customer", "customer": "ghost", "meter": "calls", "timestamp": "2026-05-02T00:00:00Z"},
+        event("no-meter", meter="searches", properties={"region": "eu", "tokens": 1.5}),  # a repeat
+    )
+    assert [r.quarantined for r in results] == [None, "unknown_meter", "unknown_customer", None]
+    rows = quarantine_events(db, tid)
+    assert [(r.event_type, r.entity_type, r.entity_id) for r in rows] == [
+        ("usage.quarantined", "usage_event", "no-meter"),
+        ("usage.quarantined", "usage_event", "no-customer"),
+    ]
+    assert rows[0].payload == {
+        "id": "no-meter",
+        "meter": "searches",
+        "subscription": "s",
+        "customer": None,
+        "timestamp": "2026-05-02T00:00:00+00:00",
+        "properties": {"region": "eu", "tokens": "1.5"},  # decimals are strings, as in every payload
+        "reason": "unknown_meter",
+        "detail": "there is no meter 'searches'",
+        "received_at": T0.isoformat(),
+    }
+    assert rows[1].payload["customer"] == "ghost"
+    assert rows[1].payload["subscription"] is None
+    assert rows[1].payload["reason"] == "unknown_customer"
+    assert {r.occurred_at for r in rows} == {T0}
+    # Sent again, a quarantined event is a duplicate: nothing is announced again.
+    send(db, tid, event("no-meter", meter="searches", properties={"region": "eu", "tokens": 1.5}))
+    assert len(quarantine_events(db, tid)) == 2
+
+
+def test_a_batch_with_nothing_quarantined_writes_no_outbox_row(db: Database, tid: Any) -> None:
+    with db.connect() as conn:
+        before = conn.execute(sa.text("select count(*) from outbox_events where tenant_id = :t"), {"t": tid})
+        written = before.scalar_one()
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        send(db, tid, event("a"), event("b"))
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", seen)
+    assert not [s for s in statements if "outbox_events" in s]
+    assert count(db, "outbox_events", tid) == written
+
+
+def test_a_refused_late_event_is_not_announced_as_quarantined(db: Database, tid: Any) -> None:
+    tenants.update_tenant(db, tenant_id=tid, late_events="reject", actor=ACTOR, now=T0)
+    _close_usage(db, tid, dt.datetime(2026, 6, 1, tzinfo=dt.UTC))
+    (refused,) = send(db, tid, event("l3", at="2026-05-20T00:00:00Z"))
+    assert refused.outcome is Outcome.REJECTED
+    assert quarantine_events(db, tid) == []
