@@ -124,6 +124,17 @@ def test_an_endpoint_receives_signed_events_and_shows_its_deliveries(
     )
     assert replayed.status_code == 202, replayed.text
     assert replayed.json()["deliveries"] == 1  # only customer.* events
+    first = client.get(f"/v1/webhook_endpoints/{eid}/deliveries", params={"limit": 2}, headers=h).json()
+    rest = client.get(
+        f"/v1/webhook_endpoints/{eid}/deliveries",
+        params={"limit": 2, "cursor": first["next_cursor"]},
+        headers=h,
+    ).json()
+    origins = [d["origin"] for d in first["data"] + rest["data"]]
+    assert origins == ["replay", "redeliver", "relay"]  # newest first, each once
+    assert rest["next_cursor"] is None
+    pending = client.get(f"/v1/webhook_endpoints/{eid}/deliveries", params={"status": "pending"}, headers=h)
+    assert [d["origin"] for d in pending.json()["data"]] == ["replay"]
     assert_problem(
         client.post(f"/v1/webhook_endpoints/{eid}/replay", params={"since": "soon"}, headers=h), 422
     )
