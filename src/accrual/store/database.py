@@ -110,9 +110,14 @@ def insert_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str
     conn.execute(sa.text(statement), params)
 
 
+# One decoder for every document: `json.loads(..., parse_float=...)` builds a new one per call,
+# which cost more than decoding a small document.
+_DECODER = json.JSONDecoder(parse_float=decimal.Decimal)
+
+
 def loads_json(text: str | bytes) -> Any:
     """JSON from the database: numbers with a fraction come back as exact `Decimal`s."""
-    return json.loads(text, parse_float=decimal.Decimal)
+    return _DECODER.decode(text if isinstance(text, str) else text.decode())
 
 
 def normalize_url(url: str) -> str:

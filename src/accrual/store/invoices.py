@@ -20,6 +20,7 @@ from accrual.store.schema import (
     billing_failures,
     billing_point_results,
     billing_points,
+    billing_queue,
     credit_notes,
     customer_balance_entries,
     invoice_lines,
@@ -131,12 +132,9 @@ def delete_lines(
 
 
 def _unbilled_points(tenant_id: uuid.UUID | None, test_clock_id: uuid.UUID | None) -> sa.Select[Any]:
-    done = sa.select(billing_point_results.c.billing_point_id).where(
-        billing_point_results.c.tenant_id == billing_points.c.tenant_id,
-        billing_point_results.c.billing_point_id == billing_points.c.billing_point_id,
-    )
-    return sa.select(billing_points).where(
-        ~sa.exists(done), _not_set_aside(billing_points), _on_clock(billing_points, tenant_id, test_clock_id)
+    """Queued billing points (those without a result) not set aside."""
+    return sa.select(billing_queue).where(
+        _not_set_aside(billing_queue), _on_clock(billing_queue, tenant_id, test_clock_id)
     )
 
 
@@ -169,7 +167,7 @@ def _earliest(
 def earliest_unbilled_point(
     conn: sa.Connection, *, tenant_id: uuid.UUID | None, test_clock_id: uuid.UUID | None, until: dt.datetime
 ) -> dt.datetime | None:
-    return _earliest(conn, _unbilled_points(tenant_id, test_clock_id), billing_points.c.at, until)
+    return _earliest(conn, _unbilled_points(tenant_id, test_clock_id), billing_queue.c.at, until)
 
 
 def unbilled_points(
@@ -181,20 +179,17 @@ def unbilled_points(
     limit: int,
 ) -> list[sa.Row[Any]]:
     """Billing points due at or before `at` without a result, in the order their invoices are
-    numbered: by instant, then by when their subscriptions were created."""
+    numbered: by instant, then by when their subscriptions were created. Rows of the queue
+    (tenant_id, billing_point_id, at, test_clock_id, subscription_created_at, subscription_id,
+    history_seq), read through its index: the cost is the batch's, not the points'."""
     query = (
         _unbilled_points(tenant_id, test_clock_id)
-        .join(
-            subscriptions,
-            (subscriptions.c.tenant_id == billing_points.c.tenant_id)
-            & (subscriptions.c.subscription_id == billing_points.c.subscription_id),
-        )
-        .where(billing_points.c.at <= at)
+        .where(billing_queue.c.at <= at)
         .order_by(
-            billing_points.c.at,
-            subscriptions.c.created_at,
-            subscriptions.c.subscription_id,
-            billing_points.c.history_seq,
+            billing_queue.c.at,
+            billing_queue.c.subscription_created_at,
+            billing_queue.c.subscription_id,
+            billing_queue.c.history_seq,
         )
         .limit(limit)
     )
