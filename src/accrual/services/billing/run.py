@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import types
 import uuid
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
@@ -134,28 +135,27 @@ def bill_points(
             p.billing_point_id: billings[subscriptions[p.subscription_id].customer_id].grace_period_days
             for p in points
         }
-        store.insert_many(
-            conn,
-            [
-                {
-                    "tenant_id": tenant_id,
-                    "invoice_id": invoice_id,
-                    "customer_id": subscriptions[p.subscription_id].customer_id,
-                    "subscription_id": p.subscription_id,
-                    "billing_point_id": p.billing_point_id,
-                    "reason": p.reason,
-                    "status": InvoiceStatus.DRAFT.value,
-                    "currency": billings[subscriptions[p.subscription_id].customer_id].currency.code,
-                    "period_start": p.period_start,
-                    "period_end": p.period_end,
-                    "created_at": at,
-                    "finalize_at": at + dt.timedelta(days=grace[p.billing_point_id]),
-                    "test_clock_id": subscriptions[p.subscription_id].test_clock_id,
-                    "updated_at": at,
-                }
-                for p, invoice_id in zip(points, invoice_ids, strict=True)
-            ],
-        )
+        draft_values = [
+            {
+                "tenant_id": tenant_id,
+                "invoice_id": invoice_id,
+                "customer_id": subscriptions[p.subscription_id].customer_id,
+                "subscription_id": p.subscription_id,
+                "billing_point_id": p.billing_point_id,
+                "reason": p.reason,
+                "status": InvoiceStatus.DRAFT.value,
+                "currency": billings[subscriptions[p.subscription_id].customer_id].currency.code,
+                "period_start": p.period_start,
+                "period_end": p.period_end,
+                "created_at": at,
+                "finalize_at": at + dt.timedelta(days=grace[p.billing_point_id]),
+                "test_clock_id": subscriptions[p.subscription_id].test_clock_id,
+                "updated_at": at,
+            }
+            for p, invoice_id in zip(points, invoice_ids, strict=True)
+        ]
+        store.insert_many(conn, draft_values)
+        drafts_by_id = {d["invoice_id"]: d for d in draft_values}
         _add_late_usage(
             conn,
             tenant_id,
@@ -174,10 +174,12 @@ def bill_points(
             billings=billings,
             coupons=coupons,
         )
-        compose.insert_compositions(
-            conn, tenant_id=tenant_id, compositions=[(c.invoice_id, c.composition) for c in composed]
+        line_rows = compose.composition_rows(
+            tenant_id=tenant_id, compositions=[(c.invoice_id, c.composition) for c in composed]
         )
-        store.set_totals(conn, tenant_id=tenant_id, rows=[_totals(c) for c in composed])
+        store.insert_lines(conn, [row for rows in line_rows for row in rows])
+        totals = [_totals(c) for c in composed]
+        store.set_totals(conn, tenant_id=tenant_id, rows=totals)
         store.delete_drafts(conn, tenant_id=tenant_id, invoice_ids=empty)
         store.record_point_results(
             conn,
@@ -192,17 +194,24 @@ def bill_points(
             ],
         )
         faults.reach("lines_written")
-        rows = conn.execute(
-            store.select_invoices(tenant_id=tenant_id).where(
-                invoices_table.c.invoice_id.in_([c.invoice_id for c in composed])
+        # The drafts as written, without reading them back.
+        drafts = [
+            _draft_row(drafts_by_id[c.invoice_id], total) for c, total in zip(composed, totals, strict=True)
+        ]
+        created = [
+            InvoiceView.of(
+                draft,
+                [_as_row(row) for row in rows],
+                customer=c.billing.customer.external_id,
+                subscription=c.subscription.external_id or str(c.subscription.subscription_id),
             )
-        ).all()
-        by_id = {row.invoice_id: row for row in rows}
-        drafts = [by_id[c.invoice_id] for c in composed]
-        created = views_of(conn, drafts)
+            for c, draft, rows in zip(composed, drafts, line_rows, strict=True)
+        ]
         due_now = {row.invoice_id for row in drafts if row.finalize_at <= at}
+        line_snapshots: dict[uuid.UUID, list[dict[str, Any]]] = {}
         for view in created:
             snapshot = view.snapshot()
+            line_snapshots[view.invoice_id] = snapshot["lines"]
             entity = str(view.invoice_id)
             uow.emit("invoice.created", entity_type="invoice", entity_id=entity, payload=snapshot)
             if view.invoice_id not in due_now:
@@ -216,6 +225,7 @@ def bill_points(
             billings,
             created_now=True,
             views=[view for view in created if view.invoice_id in due_now],
+            line_snapshots=line_snapshots,
         )
         result: dict[uuid.UUID, uuid.UUID | None] = {
             p.billing_point_id: (None if invoice_id in empty else invoice_id)
@@ -285,6 +295,25 @@ def _compose(
     return composed, empty
 
 
+def _as_row(values: Mapping[str, Any]) -> Any:
+    """Values just written, read like the row the database holds."""
+    return types.SimpleNamespace(**values)
+
+
+def _draft_row(values: Mapping[str, Any], totals: Mapping[str, Any]) -> Any:
+    """A draft as the database holds it after its totals are set."""
+    return _as_row(
+        {column.name: None for column in invoices_table.columns}
+        | _DRAFT_DEFAULTS
+        | dict(values)
+        | dict(totals)
+    )
+
+
+# Columns a new draft leaves to their defaults.
+_DRAFT_DEFAULTS: dict[str, Any] = {"amount_paid": 0, "amount_credited": 0, "seller": {}, "buyer": {}}
+
+
 def _totals(c: _Composed) -> dict[str, Any]:
     currency = c.billing.currency
     settled = invoices.settle(total=c.composition.total, balance=Decimal(0))
@@ -307,6 +336,7 @@ def finalize(
     *,
     created_now: bool = False,
     views: Sequence[InvoiceView] | None = None,
+    line_snapshots: Mapping[uuid.UUID, list[dict[str, Any]]] | None = None,
 ) -> list[InvoiceView]:
     """Number, settle and freeze drafts of one tenant composed in this transaction, in order.
 
@@ -314,7 +344,8 @@ def finalize(
     balances are locked (in a fixed order) and used invoice by invoice; usage before each
     invoice's last usage window is closed (later events for it are late). `created_now`: the
     drafts were composed in this transaction, so the audit record has no state before; `views`:
-    the drafts as views, when the caller has them.
+    the drafts as views, when the caller has them; `line_snapshots`: their lines' snapshots, by
+    invoice, when the caller made them (finalizing changes no line).
     """
     if not drafts:
         return []
@@ -395,8 +426,9 @@ def finalize(
         )
         for view, row in zip(current, rows, strict=True)
     ]
+    known_lines = line_snapshots or {}
     for old, new in zip(before, after, strict=True):
-        payload = new.snapshot()
+        payload = new.snapshot(lines=known_lines.get(new.invoice_id))
         entity = str(new.invoice_id)
         uow.record("invoice.finalized", entity_type="invoice", entity_id=entity, before=old, after=payload)
         uow.emit("invoice.finalized", entity_type="invoice", entity_id=entity, payload=payload)
