@@ -111,6 +111,35 @@ def _constant(values: Sequence[Any]) -> bool:
     return kind in _CONSTANT_TYPES and all(type(v) is kind and v == first for v in values)
 
 
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# How each kind of value is written inside a PostgreSQL array literal.
+_ARRAY_ELEMENT: dict[type, Any] = {
+    str: _quoted,
+    uuid.UUID: str,
+    int: str,
+    dt.datetime: lambda v: _quoted(v.isoformat()) if v.utcoffset() is not None else None,
+    decimal.Decimal: lambda v: str(v) if v.is_finite() else None,
+    type(None): lambda _: "NULL",
+}
+
+
+def _array_literal(values: Sequence[Any]) -> str | None:
+    """`values` as one PostgreSQL array literal ('{"a","b",NULL}'), or None when one of them is
+    not a plain string, id, integer, instant or finite decimal. Much faster than the driver's
+    adaptation of a list, which dumps and escapes element by element in Python."""
+    parts = []
+    for value in values:
+        write = _ARRAY_ELEMENT.get(type(value))
+        text = None if write is None else write(value)
+        if text is None:
+            return None
+        parts.append(text)
+    return "{" + ",".join(parts) + "}"
+
+
 def insert_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert many rows in one statement: each column sent as one array (JSON columns as one
     JSON array), zipped back into rows by `ROWS FROM`; a column with one value for every row
@@ -143,7 +172,8 @@ def insert_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str
             selected.append(f"cast(:c{i} AS {_element_type(column, conn.dialect)})")
             continue
         else:
-            params[f"c{i}"] = values
+            literal = _array_literal(values)
+            params[f"c{i}"] = values if literal is None else literal
             sources.append(f"unnest(cast(:c{i} AS {_element_type(column, conn.dialect)}[]))")
             selected.append(f"c{i}")
         aliases.append(f"c{i}")

@@ -1,4 +1,5 @@
-"""JSON documents made storable once are stored, and hashed, as the database hands them back."""
+"""Bulk inserts store exactly what they were given: plain values sent as array literals, JSON
+documents made storable once stored (and hashed) as the database hands them back."""
 
 from __future__ import annotations
 
@@ -68,3 +69,49 @@ def test_documents_with_and_without_their_text_are_stored_alike(db: Database, te
             )
         }
     assert [stored[i] for i in ids] == [{"n": "2.50", "s": "ü"}, {"n": "3.50"}, {}]
+
+
+def test_plain_values_are_stored_exactly(db: Database, tenant: CreatedTenant) -> None:
+    tid = tenant.tenant.tenant_id
+    names = [
+        'a "quoted" name',
+        'back\\slash \\"',
+        "{braces, commas}",
+        "NULL",
+        "",
+        "ünïcode ✓",
+        "tab\tnew\nline",
+    ]
+    rates = [
+        Decimal("20"),
+        Decimal("5.50"),
+        Decimal("0.000"),
+        Decimal("1E+1"),
+        Decimal("7.125"),
+        Decimal("0"),
+        None,
+    ]
+    archived = [AT, None, AT + dt.timedelta(microseconds=1), None, AT, None, AT]
+    rows = [
+        {
+            "tenant_id": tid,
+            "tax_rate_id": uuid.uuid4(),
+            "code": f"T{n}",
+            "name": name,
+            "rate": Decimal(n) if rate is None else rate,
+            "inclusive": n % 2 == 0,
+            "created_at": AT,
+            "archived_at": at,
+        }
+        for n, (name, rate, at) in enumerate(zip(names, rates, archived, strict=True))
+    ]
+    with db.transaction() as conn:
+        insert_rows(conn, schema.tax_rates, rows)
+        stored = {
+            row.tax_rate_id: row
+            for row in conn.execute(sa.select(schema.tax_rates).where(schema.tax_rates.c.tenant_id == tid))
+        }
+    for row in rows:
+        found = stored[row["tax_rate_id"]]
+        assert dict(found._mapping) == row
+        assert str(found.rate) == str(row["rate"]) or row["rate"] == Decimal("1E+1")
