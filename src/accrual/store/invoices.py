@@ -491,6 +491,23 @@ UPDATE invoices i SET status = v.status, number = v.number, finalize_at = NULL, 
 """
 
 
+# The same, for drafts composed in this transaction whose totals are not written yet.
+_FINALIZE_COMPOSED = """
+UPDATE invoices i SET status = v.status, number = v.number, finalize_at = NULL, finalized_at = :now,
+       due_at = v.due_at, paid_at = CASE WHEN v.status = 'paid' THEN cast(:now AS timestamptz) END,
+       credit_applied = v.credit_applied, amount_due = v.amount_due, seller = cast(:seller AS jsonb),
+       buyer = v.buyer, updated_at = :now, subtotal = v.subtotal, discount = v.discount, tax = v.tax,
+       total = v.total, coupon_id = v.coupon_id
+  FROM unnest(cast(:ids AS uuid[]), cast(:status AS text[]), cast(:number AS text[]),
+              cast(:due_at AS timestamptz[]), cast(:credit AS bigint[]), cast(:due AS bigint[]),
+              cast(:buyer AS jsonb[]), cast(:subtotal AS bigint[]), cast(:discount AS bigint[]),
+              cast(:tax AS bigint[]), cast(:total AS bigint[]), cast(:coupon AS uuid[]))
+       AS v(invoice_id, status, number, due_at, credit_applied, amount_due, buyer, subtotal, discount,
+            tax, total, coupon_id)
+ WHERE i.tenant_id = :t AND i.invoice_id = v.invoice_id
+"""
+
+
 def finalize_many(
     conn: sa.Connection,
     *,
@@ -500,24 +517,33 @@ def finalize_many(
     rows: Sequence[Mapping[str, Any]],
 ) -> None:
     """Number, settle and freeze drafts in one statement: rows of {invoice_id, status, number,
-    due_at, credit_applied, amount_due, buyer}."""
+    due_at, credit_applied, amount_due, buyer}, and, for drafts whose totals are not written
+    yet (all or none of the rows), {subtotal, discount, tax, total, coupon_id}."""
     if not rows:
         return
-    conn.execute(
-        sa.text(_FINALIZE),
-        {
-            "t": tenant_id,
-            "now": now,
-            "seller": json.dumps(dict(seller)),
-            "ids": [r["invoice_id"] for r in rows],
-            "status": [r["status"] for r in rows],
-            "number": [r["number"] for r in rows],
-            "due_at": [r["due_at"] for r in rows],
-            "credit": [r["credit_applied"] for r in rows],
-            "due": [r["amount_due"] for r in rows],
-            "buyer": [json.dumps(r["buyer"]) for r in rows],
-        },
-    )
+    params = {
+        "t": tenant_id,
+        "now": now,
+        "seller": json.dumps(dict(seller)),
+        "ids": [r["invoice_id"] for r in rows],
+        "status": [r["status"] for r in rows],
+        "number": [r["number"] for r in rows],
+        "due_at": [r["due_at"] for r in rows],
+        "credit": [r["credit_applied"] for r in rows],
+        "due": [r["amount_due"] for r in rows],
+        "buyer": [json.dumps(r["buyer"]) for r in rows],
+    }
+    if "total" not in rows[0]:
+        conn.execute(sa.text(_FINALIZE), params)
+        return
+    totals = {
+        "subtotal": [r["subtotal"] for r in rows],
+        "discount": [r["discount"] for r in rows],
+        "tax": [r["tax"] for r in rows],
+        "total": [r["total"] for r in rows],
+        "coupon": [r["coupon_id"] for r in rows],
+    }
+    conn.execute(sa.text(_FINALIZE_COMPOSED), params | totals)
 
 
 def next_numbers(conn: sa.Connection, *, tenant_id: uuid.UUID, kind: str, count: int) -> int:

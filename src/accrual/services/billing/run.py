@@ -179,7 +179,11 @@ def bill_points(
         )
         store.insert_lines(conn, [row for rows in line_rows for row in rows])
         totals = [_totals(c) for c in composed]
-        store.set_totals(conn, tenant_id=tenant_id, rows=totals)
+        # Drafts finalized now get their totals as they are numbered: one update, not two.
+        due_now = {c.invoice_id for c in composed if drafts_by_id[c.invoice_id]["finalize_at"] <= at}
+        store.set_totals(
+            conn, tenant_id=tenant_id, rows=[t for t in totals if t["invoice_id"] not in due_now]
+        )
         store.delete_drafts(conn, tenant_id=tenant_id, invoice_ids=empty)
         store.record_point_results(
             conn,
@@ -207,7 +211,6 @@ def bill_points(
             )
             for c, draft, rows in zip(composed, drafts, line_rows, strict=True)
         ]
-        due_now = {row.invoice_id for row in drafts if row.finalize_at <= at}
         line_snapshots: dict[uuid.UUID, list[dict[str, Any]]] = {}
         for view in created:
             snapshot = view.snapshot()
@@ -226,6 +229,7 @@ def bill_points(
             created_now=True,
             views=[view for view in created if view.invoice_id in due_now],
             line_snapshots=line_snapshots,
+            unwritten_totals={t["invoice_id"]: t for t in totals if t["invoice_id"] in due_now},
         )
         result: dict[uuid.UUID, uuid.UUID | None] = {
             p.billing_point_id: (None if invoice_id in empty else invoice_id)
@@ -314,6 +318,14 @@ def _draft_row(values: Mapping[str, Any], totals: Mapping[str, Any]) -> Any:
 _DRAFT_DEFAULTS: dict[str, Any] = {"amount_paid": 0, "amount_credited": 0, "seller": {}, "buyer": {}}
 
 
+def _unwritten(totals: Mapping[uuid.UUID, Mapping[str, Any]] | None, invoice_id: uuid.UUID) -> dict[str, Any]:
+    """A draft's totals to write as it is finalized (none when they are written already)."""
+    if totals is None:
+        return {}
+    found = totals[invoice_id]
+    return {key: found[key] for key in ("subtotal", "discount", "tax", "total", "coupon_id")}
+
+
 def _totals(c: _Composed) -> dict[str, Any]:
     currency = c.billing.currency
     settled = invoices.settle(total=c.composition.total, balance=Decimal(0))
@@ -337,6 +349,7 @@ def finalize(
     created_now: bool = False,
     views: Sequence[InvoiceView] | None = None,
     line_snapshots: Mapping[uuid.UUID, list[dict[str, Any]]] | None = None,
+    unwritten_totals: Mapping[uuid.UUID, Mapping[str, Any]] | None = None,
 ) -> list[InvoiceView]:
     """Number, settle and freeze drafts of one tenant composed in this transaction, in order.
 
@@ -345,7 +358,9 @@ def finalize(
     invoice's last usage window is closed (later events for it are late). `created_now`: the
     drafts were composed in this transaction, so the audit record has no state before; `views`:
     the drafts as views, when the caller has them; `line_snapshots`: their lines' snapshots, by
-    invoice, when the caller made them (finalizing changes no line).
+    invoice, when the caller made them (finalizing changes no line); `unwritten_totals`: the
+    drafts' totals (`_totals`), by invoice, when the caller has not written them yet (all of
+    them or none): they are written as the drafts are finalized.
     """
     if not drafts:
         return []
@@ -399,6 +414,7 @@ def finalize(
                 "amount_due": due,
                 "buyer": _party(billing.customer),
             }
+            | _unwritten(unwritten_totals, draft.invoice_id)
         )
         if draft.subscription_id is not None:
             ends = [line.period.end for line in view.lines if line.kind is LineKind.USAGE and line.period]
