@@ -185,6 +185,17 @@ def insert_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str
     conn.execute(sa.text(statement), params)
 
 
+def plan_with_values(conn: sa.Connection) -> None:
+    """Plan every statement of this transaction with its parameters' values, never with the
+    generic plan of a statement the driver prepared.
+
+    A batch looks rows up by a list of 1,000 ids; a generic plan knows neither the list (so it
+    cannot hash it) nor, when statistics are stale, the table's size: it may scan the whole
+    table comparing every row with every id (seconds a batch, growing with the table), where
+    a plan made with the values reads 1,000 rows through the primary key."""
+    conn.execute(sa.text("SET LOCAL plan_cache_mode = force_custom_plan"))
+
+
 # One decoder for every document: `json.loads(..., parse_float=...)` builds a new one per call,
 # which cost more than decoding a small document.
 _DECODER = json.JSONDecoder(parse_float=decimal.Decimal)

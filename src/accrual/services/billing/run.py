@@ -33,7 +33,7 @@ from accrual.services.unit_of_work import Actor, UnitOfWork, unit_of_work
 from accrual.store import ids
 from accrual.store import invoices as store
 from accrual.store import subscriptions as subscription_store
-from accrual.store.database import TransactionSource
+from accrual.store.database import TransactionSource, plan_with_values
 from accrual.store.schema import coupons as coupons_table
 from accrual.store.schema import invoices as invoices_table
 
@@ -100,6 +100,7 @@ def bill_points(
     now with its invoice (None when it had no line to bill)."""
     with unit_of_work(db, tenant_id=tenant_id, actor=BILLING, now=at) as uow:
         conn = uow.conn
+        plan_with_values(conn)
         candidates = {
             p.billing_point_id: p for p in store.points_by_ids(conn, tenant_id=tenant_id, point_ids=point_ids)
         }
