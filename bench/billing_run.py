@@ -27,7 +27,8 @@ from accrual.services import catalog, customers, subscriptions, tenants
 from accrual.services.billing.due import BillingPointsDue
 from accrual.services.due_work import ClockScope
 from accrual.services.subscriptions import SubscriptionDueWork
-from accrual.store import migrate, schema, usage_rollups
+from accrual.services.usage import maintenance
+from accrual.store import migrate, schema
 from accrual.store import usage as usage_store
 from accrual.store.database import Database, insert_rows
 from support import ACTOR, bench_database
@@ -191,8 +192,8 @@ def setup(db: Database, count: int) -> Any:
     with db.transaction() as conn:
         conn.execute(sa.text(USAGE), {"t": tid, "per": EVENTS_PER_SUBSCRIPTION, "start": START})
         conn.execute(sa.text("analyze"))
-    with db.transaction() as conn:
-        usage_rollups.roll_up(conn, now=START)
+    # The worker's rollup pass: events folded, and the BRIN index on xact summarized.
+    maintenance.roll_up(db, now=START)
     return tid
 
 

@@ -49,6 +49,13 @@ def canonical_json(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def _json_string(value: str) -> str:
+    if type(value) is not str:
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    text: str = json.encoder.encode_basestring(value)
+    return text
+
+
 def format_instant(instant: dt.datetime) -> str:
     """RFC 3339 in UTC with microseconds and a `Z`: the canonical spelling of an instant."""
     return require_aware(instant).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -83,10 +90,30 @@ class AuditRecord:
             }
         )
 
+    def canonical_with(self, *, before: str | None, after: str | None) -> bytes:
+        """`canonical()`, given `before` and `after` already as their canonical JSON text
+        (`canonical_json(...).decode()`; None for no state): the same bytes, encoding only the
+        record's other fields."""
+        # In canonical_json's key order, each string as json.dumps(..., ensure_ascii=False) writes it.
+        text = _json_string
+        fields = (
+            ("action", text(self.action)),
+            ("actor", text(self.actor)),
+            ("after", "null" if after is None else after),
+            ("before", "null" if before is None else before),
+            ("entity_id", text(self.entity_id)),
+            ("entity_type", text(self.entity_type)),
+            ("occurred_at", text(format_instant(self.occurred_at))),
+            ("seq", str(int(self.seq))),
+            ("tenant_id", text(self.tenant_id)),
+        )
+        return ("{" + ",".join(f'"{name}":{text}' for name, text in fields) + "}").encode()
 
-def chain_hash(prev_hash: bytes, record: AuditRecord) -> bytes:
-    """The hash of `record` when it follows a record whose hash is `prev_hash`."""
-    return hashlib.sha256(prev_hash + record.canonical()).digest()
+
+def chain_hash(prev_hash: bytes, record: AuditRecord, *, canonical: bytes | None = None) -> bytes:
+    """The hash of `record` when it follows a record whose hash is `prev_hash` (`canonical`:
+    the record's canonical bytes, when the caller has them)."""
+    return hashlib.sha256(prev_hash + (record.canonical() if canonical is None else canonical)).digest()
 
 
 @dataclasses.dataclass(frozen=True)

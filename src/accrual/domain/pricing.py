@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import functools
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
@@ -796,10 +797,17 @@ class _Part:
 
 
 def _money_text(amount: Decimal, currency: money.Currency) -> str:
+    # By the digits as written, not by value: "5.000" shows as "$5.000", "5" as "$5.00".
+    return _formatted_money(str(amount), currency.code)
+
+
+@functools.lru_cache(maxsize=4096)
+def _formatted_money(digits: str, code: str) -> str:
     # Without quantization a price keeps every digit it was written with ("$0.0006") and
-    # still shows at least the currency's decimals ("$5.00").
+    # still shows at least the currency's decimals ("$5.00"). Formatting is slow and a
+    # billing run formats the same few prices over and over.
     text: str = babel.numbers.format_currency(
-        amount, currency.code, locale="en_US", decimal_quantization=False
+        Decimal(digits), code, locale="en_US", decimal_quantization=False
     )
     return text
 

@@ -22,7 +22,7 @@ from accrual.domain.clock import require_aware
 from accrual.store import audit as audit_store
 from accrual.store import constraints, ids
 from accrual.store import outbox as outbox_store
-from accrual.store.database import TransactionSource, dumps_json, loads_json
+from accrual.store.database import TransactionSource, stored_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,8 +50,9 @@ class Actor:
 
 def _as_stored(snapshot: Mapping[str, Any] | None) -> dict[str, Any] | None:
     # Hash exactly what the database will hand back: the JSON round trip turns decimals and
-    # instants into strings, as storing them does.
-    return None if snapshot is None else dict(loads_json(dumps_json(snapshot)))
+    # instants into strings, as storing them does. The result keeps its text, so the outbox
+    # and the audit log store (and hash) it without encoding it again.
+    return None if snapshot is None else stored_json(snapshot)
 
 
 class UnitOfWork:

@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from accrual.domain import audit
-from accrual.store.database import insert_rows
+from accrual.store.database import StoredJson, insert_rows
 from accrual.store.schema import audit_log
 
 # First key of the two-int advisory lock that serializes appends to one tenant's chain.
@@ -62,7 +62,7 @@ def append(conn: sa.Connection, *, tenant_id: uuid.UUID, entries: Sequence[Pendi
             before=entry.before,
             after=entry.after,
         )
-        digest = audit.chain_hash(prev_hash, record)
+        digest = audit.chain_hash(prev_hash, record, canonical=_canonical(record))
         rows.append(
             {
                 "tenant_id": tenant_id,
@@ -81,6 +81,16 @@ def append(conn: sa.Connection, *, tenant_id: uuid.UUID, entries: Sequence[Pendi
         prev_hash = digest
     insert_rows(conn, audit_log, rows)
     return [row["seq"] for row in rows]
+
+
+def _canonical(record: audit.AuditRecord) -> bytes | None:
+    """The record's canonical bytes from its states' stored text, when both have one."""
+    texts = []
+    for state in (record.before, record.after):
+        if state is not None and type(state) is not StoredJson:
+            return None
+        texts.append(None if state is None else state.text)
+    return record.canonical_with(before=texts[0], after=texts[1])
 
 
 def _record(row: sa.Row[Any]) -> audit.AuditRecord:

@@ -66,15 +66,84 @@ def _refuse_floats(value: Any) -> None:
             pending.extend(item)
 
 
+class StoredJson(dict[str, Any]):
+    """A JSON object as the database hands it back, with its canonical text (sorted keys, no
+    spaces, UTF-8 as is: what `dumps_json` writes and the audit chain hashes), so storing it
+    and hashing it encode it no more. Made by `stored_json`; never changed after."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, value: Mapping[str, Any], text: str) -> None:
+        super().__init__(value)
+        self.text = text
+
+
+def stored_json(value: Mapping[str, Any]) -> StoredJson:
+    """`value` as storing it would give it back (decimals, instants and ids become strings,
+    tuples lists), with its canonical text; floats are refused."""
+    parsed = loads_json(dumps_json(value))
+    # Encoded again from what was parsed, so the text is the stored value's whatever the
+    # original's keys were.
+    return StoredJson(parsed, json.dumps(parsed, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+
+
+def _json_array(values: Sequence[Any]) -> str:
+    """A JSON array of these documents, reusing the text of those that have one."""
+    if not any(type(v) is StoredJson for v in values):
+        return dumps_json(values)
+    return "[" + ",".join(v.text if type(v) is StoredJson else dumps_json(v) for v in values) + "]"
+
+
 def _element_type(column: sa.Column[Any], dialect: sa.Dialect) -> str:
     if isinstance(column.type, sa.String):
         return "text"  # whatever its collation: the column's own applies on insert
     return str(column.type.compile(dialect=dialect))
 
 
+# Values whose equality means the same stored value (not so for decimals: 1 and 1.0 have
+# different scales), which a column may send once for every row.
+_CONSTANT_TYPES = (str, int, uuid.UUID, dt.datetime, type(None))
+
+
+def _constant(values: Sequence[Any]) -> bool:
+    first = values[0]
+    kind = type(first)
+    return kind in _CONSTANT_TYPES and all(type(v) is kind and v == first for v in values)
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# How each kind of value is written inside a PostgreSQL array literal.
+_ARRAY_ELEMENT: dict[type, Any] = {
+    str: _quoted,
+    uuid.UUID: str,
+    int: str,
+    dt.datetime: lambda v: _quoted(v.isoformat()) if v.utcoffset() is not None else None,
+    decimal.Decimal: lambda v: str(v) if v.is_finite() else None,
+    type(None): lambda _: "NULL",
+}
+
+
+def _array_literal(values: Sequence[Any]) -> str | None:
+    """`values` as one PostgreSQL array literal ('{"a","b",NULL}'), or None when one of them is
+    not a plain string, id, integer, instant or finite decimal. Much faster than the driver's
+    adaptation of a list, which dumps and escapes element by element in Python."""
+    parts = []
+    for value in values:
+        write = _ARRAY_ELEMENT.get(type(value))
+        text = None if write is None else write(value)
+        if text is None:
+            return None
+        parts.append(text)
+    return "{" + ",".join(parts) + "}"
+
+
 def insert_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert many rows in one statement: each column sent as one array (JSON columns as one
-    JSON array), zipped back into rows by `ROWS FROM`.
+    JSON array), zipped back into rows by `ROWS FROM`; a column with one value for every row
+    (a tenant, an instant) is sent once.
 
     The statement's text does not depend on how many rows there are, so it stays short and is
     parsed once however large the batch, and JSON documents cross as one string each column,
@@ -84,12 +153,12 @@ def insert_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str
         return
     names = list(rows[0])
     params: dict[str, Any] = {}
-    sources, selected = [], []
+    sources, selected, aliases = [], [], []
     for i, name in enumerate(names):
         column = table.c[name]
         values = [row[name] for row in rows]
         if isinstance(column.type, sa.JSON):
-            params[f"c{i}"] = dumps_json(values)
+            params[f"c{i}"] = _json_array(values)
             sources.append(f"jsonb_array_elements(cast(:c{i} AS jsonb))")
             selected.append(f"nullif(c{i}, 'null'::jsonb)")
         elif isinstance(column.type, sa.ARRAY):
@@ -97,22 +166,44 @@ def insert_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str
             params[f"c{i}"] = dumps_json([list(v) for v in values])
             sources.append(f"jsonb_array_elements(cast(:c{i} AS jsonb))")
             selected.append(f"ARRAY(SELECT jsonb_array_elements_text(c{i}))")
+        elif len(values) > 1 and _constant(values) and (sources or i < len(names) - 1):
+            # Sent once, not dumped once a row (at least one column stays an array).
+            params[f"c{i}"] = values[0]
+            selected.append(f"cast(:c{i} AS {_element_type(column, conn.dialect)})")
+            continue
         else:
-            params[f"c{i}"] = values
+            literal = _array_literal(values)
+            params[f"c{i}"] = values if literal is None else literal
             sources.append(f"unnest(cast(:c{i} AS {_element_type(column, conn.dialect)}[]))")
             selected.append(f"c{i}")
-    aliases = ", ".join(f"c{i}" for i in range(len(names)))
+        aliases.append(f"c{i}")
     # Names come from the schema, never from input.
     statement = (
         f"INSERT INTO {table.name} ({', '.join(names)}) "  # noqa: S608
-        f"SELECT {', '.join(selected)} FROM ROWS FROM ({', '.join(sources)}) AS r({aliases})"
+        f"SELECT {', '.join(selected)} FROM ROWS FROM ({', '.join(sources)}) AS r({', '.join(aliases)})"
     )
     conn.execute(sa.text(statement), params)
 
 
+def plan_with_values(conn: sa.Connection) -> None:
+    """Plan every statement of this transaction with its parameters' values, never with the
+    generic plan of a statement the driver prepared.
+
+    A batch looks rows up by a list of 1,000 ids; a generic plan knows neither the list (so it
+    cannot hash it) nor, when statistics are stale, the table's size: it may scan the whole
+    table comparing every row with every id (seconds a batch, growing with the table), where
+    a plan made with the values reads 1,000 rows through the primary key."""
+    conn.execute(sa.text("SET LOCAL plan_cache_mode = force_custom_plan"))
+
+
+# One decoder for every document: `json.loads(..., parse_float=...)` builds a new one per call,
+# which cost more than decoding a small document.
+_DECODER = json.JSONDecoder(parse_float=decimal.Decimal)
+
+
 def loads_json(text: str | bytes) -> Any:
     """JSON from the database: numbers with a fraction come back as exact `Decimal`s."""
-    return json.loads(text, parse_float=decimal.Decimal)
+    return _DECODER.decode(text if isinstance(text, str) else text.decode())
 
 
 def normalize_url(url: str) -> str:

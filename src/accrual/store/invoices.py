@@ -20,6 +20,7 @@ from accrual.store.schema import (
     billing_failures,
     billing_point_results,
     billing_points,
+    billing_queue,
     credit_notes,
     customer_balance_entries,
     invoice_lines,
@@ -131,12 +132,9 @@ def delete_lines(
 
 
 def _unbilled_points(tenant_id: uuid.UUID | None, test_clock_id: uuid.UUID | None) -> sa.Select[Any]:
-    done = sa.select(billing_point_results.c.billing_point_id).where(
-        billing_point_results.c.tenant_id == billing_points.c.tenant_id,
-        billing_point_results.c.billing_point_id == billing_points.c.billing_point_id,
-    )
-    return sa.select(billing_points).where(
-        ~sa.exists(done), _not_set_aside(billing_points), _on_clock(billing_points, tenant_id, test_clock_id)
+    """Queued billing points (those without a result) not set aside."""
+    return sa.select(billing_queue).where(
+        _not_set_aside(billing_queue), _on_clock(billing_queue, tenant_id, test_clock_id)
     )
 
 
@@ -169,7 +167,7 @@ def _earliest(
 def earliest_unbilled_point(
     conn: sa.Connection, *, tenant_id: uuid.UUID | None, test_clock_id: uuid.UUID | None, until: dt.datetime
 ) -> dt.datetime | None:
-    return _earliest(conn, _unbilled_points(tenant_id, test_clock_id), billing_points.c.at, until)
+    return _earliest(conn, _unbilled_points(tenant_id, test_clock_id), billing_queue.c.at, until)
 
 
 def unbilled_points(
@@ -181,20 +179,17 @@ def unbilled_points(
     limit: int,
 ) -> list[sa.Row[Any]]:
     """Billing points due at or before `at` without a result, in the order their invoices are
-    numbered: by instant, then by when their subscriptions were created."""
+    numbered: by instant, then by when their subscriptions were created. Rows of the queue
+    (tenant_id, billing_point_id, at, test_clock_id, subscription_created_at, subscription_id,
+    history_seq), read through its index: the cost is the batch's, not the points'."""
     query = (
         _unbilled_points(tenant_id, test_clock_id)
-        .join(
-            subscriptions,
-            (subscriptions.c.tenant_id == billing_points.c.tenant_id)
-            & (subscriptions.c.subscription_id == billing_points.c.subscription_id),
-        )
-        .where(billing_points.c.at <= at)
+        .where(billing_queue.c.at <= at)
         .order_by(
-            billing_points.c.at,
-            subscriptions.c.created_at,
-            subscriptions.c.subscription_id,
-            billing_points.c.history_seq,
+            billing_queue.c.at,
+            billing_queue.c.subscription_created_at,
+            billing_queue.c.subscription_id,
+            billing_queue.c.history_seq,
         )
         .limit(limit)
     )
@@ -496,6 +491,23 @@ UPDATE invoices i SET status = v.status, number = v.number, finalize_at = NULL, 
 """
 
 
+# The same, for drafts composed in this transaction whose totals are not written yet.
+_FINALIZE_COMPOSED = """
+UPDATE invoices i SET status = v.status, number = v.number, finalize_at = NULL, finalized_at = :now,
+       due_at = v.due_at, paid_at = CASE WHEN v.status = 'paid' THEN cast(:now AS timestamptz) END,
+       credit_applied = v.credit_applied, amount_due = v.amount_due, seller = cast(:seller AS jsonb),
+       buyer = v.buyer, updated_at = :now, subtotal = v.subtotal, discount = v.discount, tax = v.tax,
+       total = v.total, coupon_id = v.coupon_id
+  FROM unnest(cast(:ids AS uuid[]), cast(:status AS text[]), cast(:number AS text[]),
+              cast(:due_at AS timestamptz[]), cast(:credit AS bigint[]), cast(:due AS bigint[]),
+              cast(:buyer AS jsonb[]), cast(:subtotal AS bigint[]), cast(:discount AS bigint[]),
+              cast(:tax AS bigint[]), cast(:total AS bigint[]), cast(:coupon AS uuid[]))
+       AS v(invoice_id, status, number, due_at, credit_applied, amount_due, buyer, subtotal, discount,
+            tax, total, coupon_id)
+ WHERE i.tenant_id = :t AND i.invoice_id = v.invoice_id
+"""
+
+
 def finalize_many(
     conn: sa.Connection,
     *,
@@ -505,24 +517,33 @@ def finalize_many(
     rows: Sequence[Mapping[str, Any]],
 ) -> None:
     """Number, settle and freeze drafts in one statement: rows of {invoice_id, status, number,
-    due_at, credit_applied, amount_due, buyer}."""
+    due_at, credit_applied, amount_due, buyer}, and, for drafts whose totals are not written
+    yet (all or none of the rows), {subtotal, discount, tax, total, coupon_id}."""
     if not rows:
         return
-    conn.execute(
-        sa.text(_FINALIZE),
-        {
-            "t": tenant_id,
-            "now": now,
-            "seller": json.dumps(dict(seller)),
-            "ids": [r["invoice_id"] for r in rows],
-            "status": [r["status"] for r in rows],
-            "number": [r["number"] for r in rows],
-            "due_at": [r["due_at"] for r in rows],
-            "credit": [r["credit_applied"] for r in rows],
-            "due": [r["amount_due"] for r in rows],
-            "buyer": [json.dumps(r["buyer"]) for r in rows],
-        },
-    )
+    params = {
+        "t": tenant_id,
+        "now": now,
+        "seller": json.dumps(dict(seller)),
+        "ids": [r["invoice_id"] for r in rows],
+        "status": [r["status"] for r in rows],
+        "number": [r["number"] for r in rows],
+        "due_at": [r["due_at"] for r in rows],
+        "credit": [r["credit_applied"] for r in rows],
+        "due": [r["amount_due"] for r in rows],
+        "buyer": [json.dumps(r["buyer"]) for r in rows],
+    }
+    if "total" not in rows[0]:
+        conn.execute(sa.text(_FINALIZE), params)
+        return
+    totals = {
+        "subtotal": [r["subtotal"] for r in rows],
+        "discount": [r["discount"] for r in rows],
+        "tax": [r["tax"] for r in rows],
+        "total": [r["total"] for r in rows],
+        "coupon": [r["coupon_id"] for r in rows],
+    }
+    conn.execute(sa.text(_FINALIZE_COMPOSED), params | totals)
 
 
 def next_numbers(conn: sa.Connection, *, tenant_id: uuid.UUID, kind: str, count: int) -> int:

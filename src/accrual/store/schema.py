@@ -829,6 +829,38 @@ billing_failures = sa.Table(
     ),
 )
 
+# Billing points without a result, in the billing run's numbering order (instant, then
+# subscription creation): the run reads its next batch here, in O(batch) however many points
+# were ever written. Kept by triggers (migration 0007): a billing point's insert adds its row,
+# its result's insert removes it.
+billing_queue = sa.Table(
+    "billing_queue",
+    metadata,
+    _tenant_id(),
+    sa.Column("billing_point_id", sa.Uuid, nullable=False),
+    sa.Column("at", TIMESTAMP, nullable=False),
+    sa.Column("test_clock_id", sa.Uuid, nullable=True),
+    sa.Column("subscription_created_at", TIMESTAMP, nullable=False),
+    sa.Column("subscription_id", sa.Uuid, nullable=False),
+    sa.Column("history_seq", sa.Integer, nullable=False),
+    sa.PrimaryKeyConstraint("tenant_id", "billing_point_id", name="pk_billing_queue"),
+    _fk(
+        "billing_queue",
+        ["billing_point_id"],
+        "billing_points",
+        ["billing_point_id"],
+        "fk_billing_queue_point",
+    ),
+    sa.Index(
+        "ix_billing_queue_due",
+        "test_clock_id",
+        "at",
+        "subscription_created_at",
+        "subscription_id",
+        "history_seq",
+    ),
+)
+
 # Late events an invoice billed (as late_usage lines), so no later invoice bills them again.
 late_usage_claims = sa.Table(
     "late_usage_claims",

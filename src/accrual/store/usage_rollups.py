@@ -159,7 +159,9 @@ def watermark(conn: sa.Connection, *, tenant_id: uuid.UUID) -> int:
 # PostgreSQL per request and group key:
 # - raw events in the partial hours at each window's edges [a1, b1) and [a2, b2), whatever
 #   their transaction: LATERAL, so each request's ranges are read through the primary key
-#   (a plain join lets the planner hash-join a whole partition instead);
+#   (a plain join lets the planner hash-join a whole partition instead), and `OFFSET 0` in
+#   each LATERAL subquery, or the planner pulls it up into exactly that join (two scans of
+#   every event of the month for each batch of a billing run);
 # - the fresh tail: the tenant's events at or above the watermark, found through the BRIN index
 #   on xact (`IS TRUE` keeps the planner from walking the tenant's history in the primary key),
 #   in each window's whole hours [fa, fb);
@@ -185,11 +187,11 @@ recent AS MATERIALIZED (
 raw AS (
     SELECT r.no, r.m, e.ts, e.event_id, e.properties FROM req r CROSS JOIN LATERAL (
         SELECT ts, event_id, properties FROM usage_events
-         WHERE tenant_id = :t AND subscription_id = r.s AND meter_id = r.m AND ts >= r.a1 AND ts < r.b1) e
+         WHERE tenant_id = :t AND subscription_id = r.s AND meter_id = r.m AND ts >= r.a1 AND ts < r.b1 OFFSET 0) e
     UNION ALL
     SELECT r.no, r.m, e.ts, e.event_id, e.properties FROM req r CROSS JOIN LATERAL (
         SELECT ts, event_id, properties FROM usage_events
-         WHERE tenant_id = :t AND subscription_id = r.s AND meter_id = r.m AND ts >= r.a2 AND ts < r.b2) e
+         WHERE tenant_id = :t AND subscription_id = r.s AND meter_id = r.m AND ts >= r.a2 AND ts < r.b2 OFFSET 0) e
     UNION ALL
     SELECT r.no, r.m, e.ts, e.event_id, e.properties FROM req r JOIN recent e
         ON e.subscription_id = r.s AND e.meter_id = r.m AND e.ts >= r.fa AND e.ts < r.fb
@@ -216,7 +218,7 @@ SELECT r.no, u.group_key, sum(u.events), sum(u.total), max(u.maximum),
        sum(u.weighted), NULL
   FROM req r CROSS JOIN LATERAL (
         SELECT * FROM usage_rollups
-         WHERE tenant_id = :t AND subscription_id = r.s AND meter_id = r.m AND bucket >= r.fa AND bucket < r.fb) u
+         WHERE tenant_id = :t AND subscription_id = r.s AND meter_id = r.m AND bucket >= r.fa AND bucket < r.fb OFFSET 0) u
  GROUP BY r.no, u.group_key
 """
 )
@@ -227,7 +229,7 @@ _DISTINCT = (
     + """
 SELECT DISTINCT r.no, v.group_key, v.value FROM req r CROSS JOIN LATERAL (
     SELECT group_key, value FROM usage_rollup_values
-     WHERE tenant_id = :t AND subscription_id = r.s AND meter_id = r.m AND bucket >= r.fa AND bucket < r.fb) v
+     WHERE tenant_id = :t AND subscription_id = r.s AND meter_id = r.m AND bucket >= r.fa AND bucket < r.fb OFFSET 0) v
 """
 )
 
@@ -240,7 +242,7 @@ SELECT r.no, accrual_usage_value(e.properties, mt.field) AS value
   FROM req r
   CROSS JOIN LATERAL (
       SELECT ts, event_id, properties FROM usage_events
-       WHERE tenant_id = :t AND subscription_id = r.s AND meter_id = r.m AND ts >= r.a1 AND ts < r.b2) e
+       WHERE tenant_id = :t AND subscription_id = r.s AND meter_id = r.m AND ts >= r.a1 AND ts < r.b2 OFFSET 0) e
   JOIN meters mt ON mt.tenant_id = :t AND mt.meter_id = r.m
  WHERE accrual_usage_matches(e.properties, mt.filters)
  ORDER BY r.no, e.ts, e.event_id COLLATE "C"

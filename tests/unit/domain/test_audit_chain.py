@@ -95,3 +95,34 @@ def test_rehashed_record_breaks_the_next_link() -> None:
     rows[1] = (forged, prev, audit.chain_hash(prev, forged))
     _, first_break = audit.verify_chain(rows)
     assert first_break == audit.ChainBreak(3, "prev_hash does not match the previous record's hash")
+
+
+@given(
+    before=st.none() | st.dictionaries(st.text(), json_values, max_size=4),
+    after=st.none() | st.dictionaries(st.text(), json_values, max_size=4),
+    words=st.lists(st.text(), min_size=4, max_size=4),
+    seq=st.integers(min_value=1),
+)
+def test_canonical_with_the_states_text_is_the_canonical_bytes(
+    before: dict[str, object] | None, after: dict[str, object] | None, words: list[str], seq: int
+) -> None:
+    record = audit.AuditRecord(
+        tenant_id=words[0],
+        seq=seq,
+        occurred_at=T0,
+        actor=words[1],
+        action=words[2],
+        entity_type="thing",
+        entity_id=words[3],
+        before=before,
+        after=after,
+    )
+
+    def text(state: dict[str, object] | None) -> str | None:
+        return None if state is None else audit.canonical_json(state).decode()
+
+    canonical = record.canonical_with(before=text(before), after=text(after))
+    assert canonical == record.canonical()
+    assert audit.chain_hash(audit.GENESIS_HASH, record, canonical=canonical) == audit.chain_hash(
+        audit.GENESIS_HASH, record
+    )

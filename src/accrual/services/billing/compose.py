@@ -549,21 +549,17 @@ def _line_row(
     }
 
 
-def insert_compositions(
-    conn: sa.Connection,
-    *,
-    tenant_id: uuid.UUID,
-    compositions: Sequence[tuple[uuid.UUID, invoices.Composition]],
-) -> None:
-    """The lines of many composed drafts, in one statement."""
-    store.insert_lines(
-        conn,
+def composition_rows(
+    *, tenant_id: uuid.UUID, compositions: Sequence[tuple[uuid.UUID, invoices.Composition]]
+) -> list[list[dict[str, Any]]]:
+    """The line rows of many composed drafts, by draft, to insert in one statement."""
+    return [
         [
             _line_row(tenant_id, invoice_id, i + 1, composed, composition.currency)
-            for invoice_id, composition in compositions
             for i, composed in enumerate(composition.lines)
-        ],
-    )
+        ]
+        for invoice_id, composition in compositions
+    ]
 
 
 def write_composition(

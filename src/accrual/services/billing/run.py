@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import types
 import uuid
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
@@ -32,7 +33,7 @@ from accrual.services.unit_of_work import Actor, UnitOfWork, unit_of_work
 from accrual.store import ids
 from accrual.store import invoices as store
 from accrual.store import subscriptions as subscription_store
-from accrual.store.database import TransactionSource
+from accrual.store.database import TransactionSource, plan_with_values
 from accrual.store.schema import coupons as coupons_table
 from accrual.store.schema import invoices as invoices_table
 
@@ -99,6 +100,7 @@ def bill_points(
     now with its invoice (None when it had no line to bill)."""
     with unit_of_work(db, tenant_id=tenant_id, actor=BILLING, now=at) as uow:
         conn = uow.conn
+        plan_with_values(conn)
         candidates = {
             p.billing_point_id: p for p in store.points_by_ids(conn, tenant_id=tenant_id, point_ids=point_ids)
         }
@@ -134,28 +136,27 @@ def bill_points(
             p.billing_point_id: billings[subscriptions[p.subscription_id].customer_id].grace_period_days
             for p in points
         }
-        store.insert_many(
-            conn,
-            [
-                {
-                    "tenant_id": tenant_id,
-                    "invoice_id": invoice_id,
-                    "customer_id": subscriptions[p.subscription_id].customer_id,
-                    "subscription_id": p.subscription_id,
-                    "billing_point_id": p.billing_point_id,
-                    "reason": p.reason,
-                    "status": InvoiceStatus.DRAFT.value,
-                    "currency": billings[subscriptions[p.subscription_id].customer_id].currency.code,
-                    "period_start": p.period_start,
-                    "period_end": p.period_end,
-                    "created_at": at,
-                    "finalize_at": at + dt.timedelta(days=grace[p.billing_point_id]),
-                    "test_clock_id": subscriptions[p.subscription_id].test_clock_id,
-                    "updated_at": at,
-                }
-                for p, invoice_id in zip(points, invoice_ids, strict=True)
-            ],
-        )
+        draft_values = [
+            {
+                "tenant_id": tenant_id,
+                "invoice_id": invoice_id,
+                "customer_id": subscriptions[p.subscription_id].customer_id,
+                "subscription_id": p.subscription_id,
+                "billing_point_id": p.billing_point_id,
+                "reason": p.reason,
+                "status": InvoiceStatus.DRAFT.value,
+                "currency": billings[subscriptions[p.subscription_id].customer_id].currency.code,
+                "period_start": p.period_start,
+                "period_end": p.period_end,
+                "created_at": at,
+                "finalize_at": at + dt.timedelta(days=grace[p.billing_point_id]),
+                "test_clock_id": subscriptions[p.subscription_id].test_clock_id,
+                "updated_at": at,
+            }
+            for p, invoice_id in zip(points, invoice_ids, strict=True)
+        ]
+        store.insert_many(conn, draft_values)
+        drafts_by_id = {d["invoice_id"]: d for d in draft_values}
         _add_late_usage(
             conn,
             tenant_id,
@@ -174,10 +175,16 @@ def bill_points(
             billings=billings,
             coupons=coupons,
         )
-        compose.insert_compositions(
-            conn, tenant_id=tenant_id, compositions=[(c.invoice_id, c.composition) for c in composed]
+        line_rows = compose.composition_rows(
+            tenant_id=tenant_id, compositions=[(c.invoice_id, c.composition) for c in composed]
         )
-        store.set_totals(conn, tenant_id=tenant_id, rows=[_totals(c) for c in composed])
+        store.insert_lines(conn, [row for rows in line_rows for row in rows])
+        totals = [_totals(c) for c in composed]
+        # Drafts finalized now get their totals as they are numbered: one update, not two.
+        due_now = {c.invoice_id for c in composed if drafts_by_id[c.invoice_id]["finalize_at"] <= at}
+        store.set_totals(
+            conn, tenant_id=tenant_id, rows=[t for t in totals if t["invoice_id"] not in due_now]
+        )
         store.delete_drafts(conn, tenant_id=tenant_id, invoice_ids=empty)
         store.record_point_results(
             conn,
@@ -192,17 +199,23 @@ def bill_points(
             ],
         )
         faults.reach("lines_written")
-        rows = conn.execute(
-            store.select_invoices(tenant_id=tenant_id).where(
-                invoices_table.c.invoice_id.in_([c.invoice_id for c in composed])
+        # The drafts as written, without reading them back.
+        drafts = [
+            _draft_row(drafts_by_id[c.invoice_id], total) for c, total in zip(composed, totals, strict=True)
+        ]
+        created = [
+            InvoiceView.of(
+                draft,
+                [_as_row(row) for row in rows],
+                customer=c.billing.customer.external_id,
+                subscription=c.subscription.external_id or str(c.subscription.subscription_id),
             )
-        ).all()
-        by_id = {row.invoice_id: row for row in rows}
-        drafts = [by_id[c.invoice_id] for c in composed]
-        created = views_of(conn, drafts)
-        due_now = {row.invoice_id for row in drafts if row.finalize_at <= at}
+            for c, draft, rows in zip(composed, drafts, line_rows, strict=True)
+        ]
+        line_snapshots: dict[uuid.UUID, list[dict[str, Any]]] = {}
         for view in created:
             snapshot = view.snapshot()
+            line_snapshots[view.invoice_id] = snapshot["lines"]
             entity = str(view.invoice_id)
             uow.emit("invoice.created", entity_type="invoice", entity_id=entity, payload=snapshot)
             if view.invoice_id not in due_now:
@@ -216,6 +229,8 @@ def bill_points(
             billings,
             created_now=True,
             views=[view for view in created if view.invoice_id in due_now],
+            line_snapshots=line_snapshots,
+            unwritten_totals={t["invoice_id"]: t for t in totals if t["invoice_id"] in due_now},
         )
         result: dict[uuid.UUID, uuid.UUID | None] = {
             p.billing_point_id: (None if invoice_id in empty else invoice_id)
@@ -285,6 +300,33 @@ def _compose(
     return composed, empty
 
 
+def _as_row(values: Mapping[str, Any]) -> Any:
+    """Values just written, read like the row the database holds."""
+    return types.SimpleNamespace(**values)
+
+
+def _draft_row(values: Mapping[str, Any], totals: Mapping[str, Any]) -> Any:
+    """A draft as the database holds it after its totals are set."""
+    return _as_row(
+        {column.name: None for column in invoices_table.columns}
+        | _DRAFT_DEFAULTS
+        | dict(values)
+        | dict(totals)
+    )
+
+
+# Columns a new draft leaves to their defaults.
+_DRAFT_DEFAULTS: dict[str, Any] = {"amount_paid": 0, "amount_credited": 0, "seller": {}, "buyer": {}}
+
+
+def _unwritten(totals: Mapping[uuid.UUID, Mapping[str, Any]] | None, invoice_id: uuid.UUID) -> dict[str, Any]:
+    """A draft's totals to write as it is finalized (none when they are written already)."""
+    if totals is None:
+        return {}
+    found = totals[invoice_id]
+    return {key: found[key] for key in ("subtotal", "discount", "tax", "total", "coupon_id")}
+
+
 def _totals(c: _Composed) -> dict[str, Any]:
     currency = c.billing.currency
     settled = invoices.settle(total=c.composition.total, balance=Decimal(0))
@@ -307,6 +349,8 @@ def finalize(
     *,
     created_now: bool = False,
     views: Sequence[InvoiceView] | None = None,
+    line_snapshots: Mapping[uuid.UUID, list[dict[str, Any]]] | None = None,
+    unwritten_totals: Mapping[uuid.UUID, Mapping[str, Any]] | None = None,
 ) -> list[InvoiceView]:
     """Number, settle and freeze drafts of one tenant composed in this transaction, in order.
 
@@ -314,7 +358,10 @@ def finalize(
     balances are locked (in a fixed order) and used invoice by invoice; usage before each
     invoice's last usage window is closed (later events for it are late). `created_now`: the
     drafts were composed in this transaction, so the audit record has no state before; `views`:
-    the drafts as views, when the caller has them.
+    the drafts as views, when the caller has them; `line_snapshots`: their lines' snapshots, by
+    invoice, when the caller made them (finalizing changes no line); `unwritten_totals`: the
+    drafts' totals (`_totals`), by invoice, when the caller has not written them yet (all of
+    them or none): they are written as the drafts are finalized.
     """
     if not drafts:
         return []
@@ -368,6 +415,7 @@ def finalize(
                 "amount_due": due,
                 "buyer": _party(billing.customer),
             }
+            | _unwritten(unwritten_totals, draft.invoice_id)
         )
         if draft.subscription_id is not None:
             ends = [line.period.end for line in view.lines if line.kind is LineKind.USAGE and line.period]
@@ -395,8 +443,9 @@ def finalize(
         )
         for view, row in zip(current, rows, strict=True)
     ]
+    known_lines = line_snapshots or {}
     for old, new in zip(before, after, strict=True):
-        payload = new.snapshot()
+        payload = new.snapshot(lines=known_lines.get(new.invoice_id))
         entity = str(new.invoice_id)
         uow.record("invoice.finalized", entity_type="invoice", entity_id=entity, before=old, after=payload)
         uow.emit("invoice.finalized", entity_type="invoice", entity_id=entity, payload=payload)

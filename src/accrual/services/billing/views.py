@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import uuid
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
@@ -19,8 +20,10 @@ from accrual.store import invoices as store
 from accrual.store.schema import subscriptions as subscriptions_table
 
 
+@functools.lru_cache(maxsize=4096)
 def stamp(at: dt.datetime | None) -> str | None:
-    """An instant as reports show it: RFC 3339 in UTC with a Z."""
+    """An instant as reports show it: RFC 3339 in UTC with a Z (cached: a billing run shows
+    the same few instants, period ends and due dates, thousands of times)."""
     if at is None:
         return None
     return at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
@@ -34,9 +37,15 @@ def period_json(period: Period | None) -> dict[str, str | None] | None:
 
 def amount_text(amount: Decimal, currency: money.Currency) -> str:
     """An amount with exactly the currency's decimals ("12.30", JPY "1200", KWD "0.875")."""
-    if amount.is_finite() and amount.as_tuple().exponent == -currency.exponent and amount != 0:
-        return format(amount, "f")  # already exact at the minor unit
+    if amount.is_finite() and amount.as_tuple().exponent == -currency.exponent:
+        # Already exact at the minor unit ("-0.00" is zero, and shows as such).
+        return format(amount, "f") if amount != 0 else _zero_text(currency)
     return money.Money.from_decimal(amount, currency).format()
+
+
+@functools.cache
+def _zero_text(currency: money.Currency) -> str:
+    return money.Money.zero(currency).format()
 
 
 def _period(start: dt.datetime | None, end: dt.datetime | None) -> Period | None:
@@ -181,8 +190,11 @@ class InvoiceView:
             lines=tuple(LineView.of(line, currency) for line in lines),
         )
 
-    def snapshot(self) -> dict[str, Any]:
-        """The invoice in the shape of the `accrual simulate` report, with more fields."""
+    def snapshot(self, *, lines: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The invoice in the shape of the `accrual simulate` report, with more fields.
+
+        `lines`: the snapshot of its lines, when the caller has it (from a view with the same
+        lines): it is used as it is, not copied."""
         c = self.currency
         return {
             "id": str(self.invoice_id),
@@ -194,7 +206,7 @@ class InvoiceView:
             "currency": c.code,
             "issued_at": stamp(self.issued_at),
             "period": period_json(self.period),
-            "lines": [line.snapshot(c) for line in self.lines],
+            "lines": [line.snapshot(c) for line in self.lines] if lines is None else lines,
             "subtotal": amount_text(self.subtotal, c),
             "discount": amount_text(self.discount, c),
             "tax": amount_text(self.tax, c),

@@ -412,6 +412,9 @@ def test_a_point_that_cannot_be_billed_is_set_aside_and_the_run_goes_on(
     assert [(i["subscription"], i["total"]) for i in played.invoices] == [("good", "3.00")]
     (failure,) = due.list_failures(db, tenant_id=played.tenant_id)
     assert "negative" in failure.error
+    # Set aside, it stays queued (the run skips it) until it has a result.
+    queued = played.rows("select billing_point_id from billing_queue where tenant_id = :t")
+    assert [row.billing_point_id for row in queued] == [failure.billing_point_id]
     assert due.retry_failures(db, tenant_id=played.tenant_id) == 1
     assert due.list_failures(db, tenant_id=played.tenant_id) == []
 
@@ -667,3 +670,50 @@ def test_a_one_off_amount_that_is_not_a_number_names_its_field(
             now=NOW,
         )
     assert caught.value.field == "/amount"
+
+
+def test_the_billing_queue_holds_exactly_the_points_without_a_result(
+    db: Database, scenario: dict[str, Any]
+) -> None:
+    played = play(db, scenario)
+    points = played.rows(
+        "select p.billing_point_id, p.at, p.subscription_id, p.history_seq, s.created_at "
+        "from billing_points p join subscriptions s using (tenant_id, subscription_id) "
+        "where p.tenant_id = :t order by p.at"
+    )
+    assert points
+    unbilled = played.rows(
+        "select p.billing_point_id from billing_points p where p.tenant_id = :t and not exists "
+        "(select 1 from billing_point_results r where r.tenant_id = p.tenant_id "
+        "and r.billing_point_id = p.billing_point_id)"
+    )
+    queued = played.rows("select billing_point_id from billing_queue where tenant_id = :t")
+    assert unbilled == queued == []
+    # A new point is queued, with what orders it; its result takes it off the queue.
+    with db.transaction() as conn:
+        conn.execute(
+            sa.text(
+                "insert into billing_points (tenant_id, billing_point_id, subscription_id, history_seq, "
+                "reason, at, period_start, period_end, fee_lines, usage, test_clock_id, created_at) "
+                "select tenant_id, gen_random_uuid(), subscription_id, history_seq + 1000, reason, at, "
+                "period_start, period_end, fee_lines, usage, test_clock_id, created_at from billing_points "
+                "where tenant_id = :t and billing_point_id = :p"
+            ),
+            {"t": played.tenant_id, "p": points[-1].billing_point_id},
+        )
+    (row,) = played.rows("select * from billing_queue where tenant_id = :t")
+    assert (row.at, row.subscription_id, row.history_seq, row.subscription_created_at) == (
+        points[-1].at,
+        points[-1].subscription_id,
+        points[-1].history_seq + 1000,
+        points[-1].created_at,
+    )
+    with db.transaction() as conn:
+        conn.execute(
+            sa.text(
+                "insert into billing_point_results (tenant_id, billing_point_id, processed_at) "
+                "values (:t, :p, now())"
+            ),
+            {"t": played.tenant_id, "p": row.billing_point_id},
+        )
+    assert played.rows("select 1 from billing_queue where tenant_id = :t") == []
