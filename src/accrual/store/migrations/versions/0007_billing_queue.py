@@ -1,7 +1,7 @@
 """A queue of unbilled billing points, so a billing run finds its next points in O(batch).
 
 Revision ID: 0007_billing_queue
-Revises: 0005_invoices
+Revises: 0006_webhooks
 Create Date: 2026-11-25
 
 Finding the next points by anti-joining every billing point with its result costs as much as
@@ -16,7 +16,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0007_billing_queue"
-down_revision = "0005_invoices"
+down_revision = "0006_webhooks"
 branch_labels = None
 depends_on = None
 
