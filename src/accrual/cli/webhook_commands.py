@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import signal
 import threading
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -25,6 +26,8 @@ from accrual.cli.serving import build_relay
 from accrual.cli.settings import Settings
 from accrual.integrations.system_clock import SYSTEM_CLOCK
 from accrual.services import webhooks
+
+T = TypeVar("T")
 
 webhooks_app = typer.Typer(
     help="Webhook endpoints, their deliveries, redelivery and replay.", no_args_is_help=True
@@ -110,17 +113,22 @@ def webhooks_list(tenant: TenantOption, as_json: JsonFlag = False) -> None:
     )
 
 
-def _set_enabled(tenant: str, endpoint: str, *, enabled: bool) -> None:
+def _on_endpoint(tenant: str, endpoint: str, change: Callable[..., T], **arguments: Any) -> T:
+    """Run a change of one endpoint (`webhooks.set_enabled`, `rotate_secret`, `replay`) as the CLI user."""
     tenant_id = parse_uuid(tenant, what="--tenant")
     with command_database() as db:
-        found = webhooks.set_enabled(
+        return change(
             db,
             tenant_id=tenant_id,
             endpoint_id=parse_uuid(endpoint, what="ENDPOINT"),
-            enabled=enabled,
             actor=cli_actor(),
             now=SYSTEM_CLOCK.now(),
+            **arguments,
         )
+
+
+def _set_enabled(tenant: str, endpoint: str, *, enabled: bool) -> None:
+    found = _on_endpoint(tenant, endpoint, webhooks.set_enabled, enabled=enabled)
     out.print(f"endpoint {found.endpoint_id} {'enabled' if found.enabled else 'disabled'}", highlight=False)
 
 
@@ -143,16 +151,9 @@ def webhooks_rotate(
     overlap_seconds: Annotated[int, typer.Option(help="How long the old secret keeps signing.")] = 86400,
 ) -> None:
     """Give an endpoint a new signing secret; prints it."""
-    tenant_id = parse_uuid(tenant, what="--tenant")
-    with command_database() as db:
-        secret = webhooks.rotate_secret(
-            db,
-            tenant_id=tenant_id,
-            endpoint_id=parse_uuid(endpoint, what="ENDPOINT"),
-            overlap=dt.timedelta(seconds=overlap_seconds),
-            actor=cli_actor(),
-            now=SYSTEM_CLOCK.now(),
-        )
+    secret = _on_endpoint(
+        tenant, endpoint, webhooks.rotate_secret, overlap=dt.timedelta(seconds=overlap_seconds)
+    )
     out.print(f"secret {secret}", highlight=False)
 
 
@@ -236,15 +237,11 @@ def webhooks_replay(
     until: Annotated[str | None, typer.Option(help="RFC 3339 instant (exclusive).")] = None,
 ) -> None:
     """Send again every event the endpoint takes that occurred since an instant."""
-    tenant_id = parse_uuid(tenant, what="--tenant")
-    with command_database() as db:
-        made = webhooks.replay(
-            db,
-            tenant_id=tenant_id,
-            endpoint_id=parse_uuid(endpoint, what="ENDPOINT"),
-            since=parse_instant(since, option="--since"),
-            until=parse_instant(until, option="--until") if until else None,
-            actor=cli_actor(),
-            now=SYSTEM_CLOCK.now(),
-        )
+    made = _on_endpoint(
+        tenant,
+        endpoint,
+        webhooks.replay,
+        since=parse_instant(since, option="--since"),
+        until=parse_instant(until, option="--until") if until else None,
+    )
     out.print(f"{made} deliveries queued", highlight=False)
