@@ -5,8 +5,8 @@ A pass has three steps, and the HTTP requests run in none of the database transa
 1. **Hand on** (one transaction): every outbox event below the high-water mark becomes a
    pending delivery for each enabled endpoint that takes its type (`store.webhooks.fan_out`).
 2. **Claim** (one transaction): take due deliveries, each the earliest pending one of its
-   entity for its endpoint, under a lease (`FOR UPDATE SKIP LOCKED`, so several relays share
-   the work and never send the same delivery at once).
+   entity for its endpoint, under a lease long enough for the batch (`FOR UPDATE SKIP
+   LOCKED`, so several relays share the work and never send the same delivery at once).
 3. **Send** the claimed deliveries concurrently, then **record** every attempt and move each
    delivery on (one transaction): done, retried later on the Standard Webhooks schedule, or
    failed for good. A `410 Gone` disables the endpoint; so do five days of failures. Both
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import os
 import threading
 import uuid
@@ -104,7 +105,9 @@ class Relay:
     def deliver_batch(self) -> int:
         """Steps 2 and 3 for one batch; return how many deliveries were attempted."""
         now = self.clock.now()
-        lease = dt.timedelta(seconds=self.settings.timeout) + self.settings.lease_margin
+        # Long enough for the whole batch with every receiver taking its full timeout.
+        rounds = math.ceil(self.settings.batch_size / self.settings.concurrency)
+        lease = dt.timedelta(seconds=self.settings.timeout * rounds) + self.settings.lease_margin
         with self.db.transaction() as conn:
             claimed = store.claim(conn, now=now, lease_until=now + lease, limit=self.settings.batch_size)
         if not claimed:

@@ -383,7 +383,7 @@ def test_a_relay_killed_after_sending_sends_again_with_the_same_id(
     assert (delivery.status, delivery.attempts) == ("pending", 0)  # sent, never recorded
     relay.run_once()
     assert len(receiver.received) == 1  # leased: not sent again before the lease ends
-    clock.advance(dt.timedelta(minutes=2))
+    clock.advance(dt.timedelta(minutes=10))  # past the lease: 13 rounds of 15 s, and 30 s more
     relay.run_once()
     second = receiver.received[1]
     assert second.id == first.id
