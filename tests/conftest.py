@@ -22,6 +22,7 @@ from accrual.services.unit_of_work import Actor
 from accrual.store import migrate
 from accrual.store.database import Database
 from accrual.store.embedded import EmbeddedPostgres, create_database
+from tests.webhook_support import Receiver
 
 ROOT = Path(__file__).resolve().parent.parent
 URL_VARIABLE = "ACCRUAL_TEST_DATABASE_URL"
@@ -85,6 +86,14 @@ def other_tenant(db: Database) -> CreatedTenant:
 def client(db: Database) -> Iterator[TestClient]:
     with TestClient(create_app(db), raise_server_exceptions=False) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """An HTTP server on loopback that records webhooks (see tests.webhook_support)."""
+    server = Receiver()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

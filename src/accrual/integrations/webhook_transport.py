@@ -39,7 +39,7 @@ class Outgoing:
 class Reply:
     status_code: int | None
     body: str
-    headers: Mapping[str, str]
+    headers: Mapping[str, str]  # names in lower case
     latency_ms: int
     error: str | None = None
 
@@ -103,7 +103,8 @@ class HttpTransport:
             response.close()  # the rest is not read, so the connection cannot be reused
         else:
             response.release_conn()
-        return reply(response.status, data.decode("utf-8", "replace"), dict(response.headers.items()))
+        answered = {k.lower(): v for k, v in response.headers.items()}
+        return reply(response.status, data.decode("utf-8", "replace"), answered)
 
     def _checked_address(self, target: Target, policy: AddressPolicy) -> str:
         literal = target.literal_address

@@ -99,8 +99,7 @@ class Relay:
     def hand_on(self) -> int:
         """Step 1: make deliveries of every event below the high-water mark."""
         with self.db.transaction() as conn:
-            made, _ = store.fan_out(conn, now=self.clock.now())
-        return made
+            return store.fan_out(conn, now=self.clock.now())
 
     def deliver_batch(self) -> int:
         """Steps 2 and 3 for one batch; return how many deliveries were attempted."""
@@ -171,7 +170,7 @@ class Relay:
             else:
                 outcome = "failed"
                 failing.add(key)
-                retry_after = rules.parse_retry_after(_header(reply, "retry-after"), now=at)
+                retry_after = rules.parse_retry_after(reply.headers.get("retry-after"), now=at)
                 next_at = rules.next_attempt_at(
                     delivery_id=claimed.delivery_id, attempts=attempt, failed_at=at, retry_after=retry_after
                 )
@@ -249,10 +248,3 @@ class Relay:
         thread = threading.Thread(target=self.run, args=(stop,), name="accrual-relay", daemon=True)
         thread.start()
         return thread, stop
-
-
-def _header(reply: Reply, name: str) -> str | None:
-    for key, value in reply.headers.items():
-        if key.lower() == name:
-            return value
-    return None

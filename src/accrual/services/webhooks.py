@@ -26,7 +26,7 @@ from accrual.store import ids
 from accrual.store import tenants as tenant_store
 from accrual.store import webhooks as store
 from accrual.store.database import TransactionSource
-from accrual.store.pagination import Page, decode_cursor, encode_cursor, fetch_page
+from accrual.store.pagination import InvalidCursor, Page, decode_cursor, encode_cursor, fetch_page
 from accrual.store.schema import webhook_deliveries
 
 DEFAULT_OVERLAP = dt.timedelta(hours=24)
@@ -65,6 +65,12 @@ def _event_types(values: Sequence[object] | None) -> list[str]:
     return found
 
 
+def _check_description(description: str) -> str:
+    if len(description) > 500:
+        raise InvalidInput("description is at most 500 characters", field="/description")
+    return description
+
+
 def _policy(conn: sa.Connection, tenant_id: uuid.UUID) -> AddressPolicy:
     tenant = tenant_store.get(conn, tenant_id)
     assert tenant is not None  # noqa: S101 - the caller's tenant exists
@@ -92,8 +98,7 @@ def create_endpoint(
 ) -> CreatedEndpoint:
     """Register a URL to receive events; return it with its new signing secret."""
     types = _event_types(event_types)
-    if len(description) > 500:
-        raise InvalidInput("description is at most 500 characters", field="/description")
+    _check_description(description)
     with unit_of_work(db, tenant_id=tenant_id, actor=actor, now=now) as uow:
         target = parse_target(url, policy=_policy(uow.conn, tenant_id))
         endpoint = store.Endpoint(
@@ -127,11 +132,17 @@ def _announce(uow: UnitOfWork, action: str, before: store.Endpoint | None, after
     )
 
 
-def _locked(uow: UnitOfWork, endpoint_id: uuid.UUID) -> store.Endpoint:
-    endpoint = store.get_endpoint(uow.conn, tenant_id=uow.tenant_id, endpoint_id=endpoint_id, for_update=True)
+def _require(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, endpoint_id: uuid.UUID, for_update: bool = False
+) -> store.Endpoint:
+    endpoint = store.get_endpoint(conn, tenant_id=tenant_id, endpoint_id=endpoint_id, for_update=for_update)
     if endpoint is None:
         raise EndpointNotFound(f"no webhook endpoint {endpoint_id}")
     return endpoint
+
+
+def _locked(uow: UnitOfWork, endpoint_id: uuid.UUID) -> store.Endpoint:
+    return _require(uow.conn, tenant_id=uow.tenant_id, endpoint_id=endpoint_id, for_update=True)
 
 
 def update_endpoint(
@@ -150,9 +161,7 @@ def update_endpoint(
     if event_types is not None:
         values["event_types"] = _event_types(event_types)
     if description is not None:
-        if len(description) > 500:
-            raise InvalidInput("description is at most 500 characters", field="/description")
-        values["description"] = description
+        values["description"] = _check_description(description)
     with unit_of_work(db, tenant_id=tenant_id, actor=actor, now=now) as uow:
         if url is not None:
             values["url"] = parse_target(url, policy=_policy(uow.conn, tenant_id)).url
@@ -227,18 +236,15 @@ def rotate_secret(
 
 def get_endpoint(db: TransactionSource, *, tenant_id: uuid.UUID, endpoint_id: uuid.UUID) -> store.Endpoint:
     with read_only(db) as conn:
-        endpoint = store.get_endpoint(conn, tenant_id=tenant_id, endpoint_id=endpoint_id)
-    if endpoint is None:
-        raise EndpointNotFound(f"no webhook endpoint {endpoint_id}")
-    return endpoint
+        return _require(conn, tenant_id=tenant_id, endpoint_id=endpoint_id)
 
 
 def signing_secrets(
     db: TransactionSource, *, tenant_id: uuid.UUID, endpoint_id: uuid.UUID, now: dt.datetime
 ) -> list[store.Secret]:
     """The secrets that sign the endpoint's deliveries now, newest first."""
-    get_endpoint(db, tenant_id=tenant_id, endpoint_id=endpoint_id)
     with read_only(db) as conn:
+        _require(conn, tenant_id=tenant_id, endpoint_id=endpoint_id)
         return store.live_secrets(conn, tenant_id=tenant_id, endpoint_id=endpoint_id, now=now)
 
 
@@ -278,13 +284,13 @@ def list_deliveries(
     limit: int,
 ) -> Page[Delivery]:
     """An endpoint's deliveries, newest first, each with its attempts."""
-    get_endpoint(db, tenant_id=tenant_id, endpoint_id=endpoint_id)
     if status is not None and status not in ("pending", "succeeded", "failed"):
         raise InvalidInput("status is pending, succeeded or failed", field="status")
     query = store.select_deliveries(tenant_id=tenant_id, endpoint_id=endpoint_id)
     if status is not None:
         query = query.where(webhook_deliveries.c.status == status)
     with read_only(db) as conn:
+        _require(conn, tenant_id=tenant_id, endpoint_id=endpoint_id)
         page = fetch_page(
             conn,
             query,
@@ -410,7 +416,7 @@ def pull(
         try:
             after = (int(key[0]), int(key[1]))
         except (TypeError, ValueError, IndexError):
-            raise InvalidInput("cursor is not one this API returned", field="cursor") from None
+            raise InvalidCursor("cursor is not one this API returned", field="cursor") from None
     with read_only(db) as conn:
         rows = store.pull(conn, tenant_id=tenant_id, after=after, limit=limit, event_types=event_types)
     if rows:

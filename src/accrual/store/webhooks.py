@@ -174,23 +174,24 @@ _MATCHES = """
      OR split_part(o.event_type, '.', 1) || '.*' = ANY (w.event_types) OR '*' = ANY (w.event_types))
 """
 
-_DELIVERY_COLUMNS = """
-    tenant_id, delivery_id, endpoint_id, event_id, seq, event_type, entity_type, entity_id,
-    origin, status, attempts, next_attempt_at, created_at
-"""
 
-_FAN_OUT = sa.text(f"""
-WITH made AS (
-    INSERT INTO webhook_deliveries ({_DELIVERY_COLUMNS})
-    SELECT o.tenant_id, gen_random_uuid(), w.endpoint_id, o.event_id, o.seq, o.event_type, o.entity_type,
-           o.entity_id, 'relay', 'pending', 0, :now, :now
-    FROM outbox_events o
-    JOIN webhook_endpoints w ON w.tenant_id = o.tenant_id AND w.enabled AND o.xid > w.created_xid
-    WHERE o.xid >= cast(:low AS xid8) AND o.xid < cast(:high AS xid8) AND {_MATCHES}
-    ON CONFLICT DO NOTHING
-    RETURNING 1)
-SELECT count(*) FROM made
-""")  # noqa: S608 - fixed fragments; values are bound
+def _insert_deliveries(conn: sa.Connection, *, conditions: Sequence[str], params: dict[str, Any]) -> int:
+    """Make a pending delivery (of origin `:origin`) for each outbox event `o` and enabled
+    endpoint `w` of its tenant that takes it and meets `conditions`; return how many."""
+    statement = f"""
+        WITH made AS (
+            INSERT INTO webhook_deliveries (tenant_id, delivery_id, endpoint_id, event_id, seq, event_type,
+                entity_type, entity_id, origin, status, attempts, next_attempt_at, created_at)
+            SELECT o.tenant_id, gen_random_uuid(), w.endpoint_id, o.event_id, o.seq, o.event_type,
+                   o.entity_type, o.entity_id, :origin, 'pending', 0, :now, :now
+            FROM outbox_events o
+            JOIN webhook_endpoints w ON w.tenant_id = o.tenant_id AND w.enabled
+            WHERE {" AND ".join(conditions)} AND {_MATCHES}
+            ON CONFLICT DO NOTHING
+            RETURNING 1)
+        SELECT count(*) FROM made
+    """  # noqa: S608 - conditions are fixed strings; values are bound
+    return int(conn.execute(sa.text(statement), params).scalar_one())
 
 
 # The oldest transaction still running in this database, as of one snapshot (or, with none
@@ -212,28 +213,30 @@ HIGH_WATER_SQL = """
 _HIGH_WATER = sa.text(f"SELECT ({HIGH_WATER_SQL})::text")
 
 
-def fan_out(conn: sa.Connection, *, now: dt.datetime) -> tuple[int, bool]:
-    """Hand every event below the current high-water mark to the endpoints that take it;
-    return how many deliveries that made, and whether this relay held the mark (another
-    relay may be doing it, in which case this one does nothing)."""
+def fan_out(conn: sa.Connection, *, now: dt.datetime) -> int:
+    """Hand every event below the current high-water mark to the endpoints that existed before
+    it and take it; return how many deliveries that made (none while another relay holds the
+    mark: it is doing this)."""
     # The mark first, before this transaction takes a transaction id of its own.
     high = conn.execute(_HIGH_WATER).scalar_one()
     low = conn.execute(
         sa.text("SELECT watermark::text FROM outbox_relay WHERE name = :name FOR UPDATE SKIP LOCKED"),
         {"name": RELAY},
     ).scalar()
-    if low is None:
-        return 0, False
-    if int(high) <= int(low):
-        return 0, True
-    made = conn.execute(_FAN_OUT, {"low": low, "high": high, "now": now}).scalar_one()
+    if low is None or int(high) <= int(low):
+        return 0
+    made = _insert_deliveries(
+        conn,
+        conditions=["o.xid >= cast(:low AS xid8)", "o.xid < cast(:high AS xid8)", "o.xid > w.created_xid"],
+        params={"low": low, "high": high, "now": now, "origin": "relay"},
+    )
     conn.execute(
         sa.text(
             "UPDATE outbox_relay SET watermark = cast(:high AS xid8), updated_at = :now WHERE name = :name"
         ),
         {"high": high, "now": now, "name": RELAY},
     )
-    return int(made), True
+    return made
 
 
 @dataclasses.dataclass(frozen=True)
@@ -484,18 +487,7 @@ def create_deliveries(
     if until is not None:
         conditions.append("o.occurred_at < :until")
         params["until"] = until
-    statement = f"""
-        WITH made AS (
-            INSERT INTO webhook_deliveries ({_DELIVERY_COLUMNS})
-            SELECT o.tenant_id, gen_random_uuid(), w.endpoint_id, o.event_id, o.seq, o.event_type,
-                   o.entity_type, o.entity_id, :origin, 'pending', 0, :now, :now
-            FROM outbox_events o
-            JOIN webhook_endpoints w ON w.tenant_id = o.tenant_id AND w.enabled
-            WHERE {" AND ".join(conditions)} AND {_MATCHES}
-            RETURNING 1)
-        SELECT count(*) FROM made
-    """  # noqa: S608 - conditions are fixed strings; values are bound
-    return int(conn.execute(sa.text(statement), params).scalar_one())
+    return _insert_deliveries(conn, conditions=conditions, params=params)
 
 
 def select_deliveries(*, tenant_id: uuid.UUID, endpoint_id: uuid.UUID) -> sa.Select[Any]:

@@ -18,13 +18,6 @@ from tests.webhook_support import Receiver
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def relay(db: Database) -> Iterator[Relay]:
     transport = HttpTransport()
     instance = Relay(db, clock=SYSTEM_CLOCK, transport=transport)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
-import pytest
 from typer.testing import CliRunner
 
 from accrual.services import customers, tenants
@@ -15,13 +13,6 @@ from accrual.store.database import Database
 from tests.conftest import NOW
 from tests.support import run_cli
 from tests.webhook_support import Receiver
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    yield server
-    server.stop()
 
 
 def test_an_operator_registers_an_endpoint_and_relays_to_it(

@@ -21,13 +21,6 @@ __all__ = ["ACTOR", "ManualClock", "Receiver"]
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def clock() -> ManualClock:
     return ManualClock()
 

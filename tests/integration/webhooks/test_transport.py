@@ -18,13 +18,6 @@ def transport() -> Iterator[HttpTransport]:
     instance.close()
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    yield server
-    server.stop()
-
-
 def test_a_refused_address_is_never_connected_to(transport: HttpTransport, receiver: Receiver) -> None:
     reply = transport.send(
         Outgoing(
