@@ -187,10 +187,9 @@ def _round_half(value: Fraction, *, places: int, half_even: bool) -> int:
 
 
 def _scaled_decimal(units: int, *, places: int) -> Decimal:
-    # Built from the digit tuple, which is exact for any size; `scaleb` would round to
-    # the context's precision.
-    digits = Decimal(abs(units)).as_tuple().digits
-    return Decimal((1 if units < 0 else 0, digits, -places))
+    # Parsed from its text, which is exact for any size; `scaleb` would round to the
+    # context's precision.
+    return Decimal(f"{units}E-{places}")
 
 
 def _plain(units: int, *, places: int) -> str:
@@ -233,20 +232,16 @@ def to_minor_units(amount: Decimal | int, currency: Currency) -> int:
     `InvalidNumber` for NaN, an infinity, a float or a bool.
     """
     if type(amount) is Decimal and amount.is_finite():
-        # The common case, exactly and without a Fraction: the digits shifted by the exponent.
-        sign, digits, exponent = amount.as_tuple()
-        units = int("".join(map(str, digits)) or "0")
-        shift = int(exponent) + currency.exponent
-        if shift >= 0:
-            units *= _power_of_ten(shift)
-        else:
-            units, remainder = divmod(units, _power_of_ten(-shift))
-            if remainder:
-                raise InexactAmount(
-                    f"{amount} has more than {currency.exponent} decimal places, "
-                    f"the minor unit of {currency.code}"
-                )
-        return -units if sign else units
+        # The common case, exactly and without a Fraction: the decimal's exact ratio (whose
+        # denominator is a power of two times a power of five) scaled to minor units.
+        numerator, denominator = amount.as_integer_ratio()
+        units, remainder = divmod(numerator * _power_of_ten(currency.exponent), denominator)
+        if remainder:
+            raise InexactAmount(
+                f"{amount} has more than {currency.exponent} decimal places, "
+                f"the minor unit of {currency.code}"
+            )
+        return units
     scaled = _exact_ratio(amount, name="amount") * _power_of_ten(currency.exponent)
     if scaled.denominator != 1:
         raise InexactAmount(

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from accrual.domain.errors import Conflict
 from accrual.store import constraints
-from accrual.store.database import insert_rows
+from accrual.store.database import array_param, dumps_json, insert_rows
 from accrual.store.schema import (
     billing_failures,
     billing_point_results,
@@ -466,14 +466,14 @@ def set_totals(conn: sa.Connection, *, tenant_id: uuid.UUID, rows: Sequence[Mapp
         sa.text(_TOTALS),
         {
             "t": tenant_id,
-            "ids": [r["invoice_id"] for r in rows],
-            "subtotal": [r["subtotal"] for r in rows],
-            "discount": [r["discount"] for r in rows],
-            "tax": [r["tax"] for r in rows],
-            "total": [r["total"] for r in rows],
-            "credit": [r["credit_applied"] for r in rows],
-            "due": [r["amount_due"] for r in rows],
-            "coupon": [r["coupon_id"] for r in rows],
+            "ids": array_param([r["invoice_id"] for r in rows]),
+            "subtotal": array_param([r["subtotal"] for r in rows]),
+            "discount": array_param([r["discount"] for r in rows]),
+            "tax": array_param([r["tax"] for r in rows]),
+            "total": array_param([r["total"] for r in rows]),
+            "credit": array_param([r["credit_applied"] for r in rows]),
+            "due": array_param([r["amount_due"] for r in rows]),
+            "coupon": array_param([r["coupon_id"] for r in rows]),
         },
     )
 
@@ -525,23 +525,23 @@ def finalize_many(
         "t": tenant_id,
         "now": now,
         "seller": json.dumps(dict(seller)),
-        "ids": [r["invoice_id"] for r in rows],
-        "status": [r["status"] for r in rows],
-        "number": [r["number"] for r in rows],
-        "due_at": [r["due_at"] for r in rows],
-        "credit": [r["credit_applied"] for r in rows],
-        "due": [r["amount_due"] for r in rows],
-        "buyer": [json.dumps(r["buyer"]) for r in rows],
+        "ids": array_param([r["invoice_id"] for r in rows]),
+        "status": array_param([r["status"] for r in rows]),
+        "number": array_param([r["number"] for r in rows]),
+        "due_at": array_param([r["due_at"] for r in rows]),
+        "credit": array_param([r["credit_applied"] for r in rows]),
+        "due": array_param([r["amount_due"] for r in rows]),
+        "buyer": array_param([dumps_json(r["buyer"]) for r in rows]),
     }
     if "total" not in rows[0]:
         conn.execute(sa.text(_FINALIZE), params)
         return
     totals = {
-        "subtotal": [r["subtotal"] for r in rows],
-        "discount": [r["discount"] for r in rows],
-        "tax": [r["tax"] for r in rows],
-        "total": [r["total"] for r in rows],
-        "coupon": [r["coupon_id"] for r in rows],
+        "subtotal": array_param([r["subtotal"] for r in rows]),
+        "discount": array_param([r["discount"] for r in rows]),
+        "tax": array_param([r["tax"] for r in rows]),
+        "total": array_param([r["total"] for r in rows]),
+        "coupon": array_param([r["coupon_id"] for r in rows]),
     }
     conn.execute(sa.text(_FINALIZE_COMPOSED), params | totals)
 
@@ -572,7 +572,7 @@ def lock_customer_balances(
                 "select pg_advisory_xact_lock(hashtextextended(k, 7)) "
                 "from unnest(cast(:keys as text[])) k order by k"
             ),
-            {"keys": [f"balance:{tenant_id}:{c}" for c in sorted(set(customer_ids))]},
+            {"keys": array_param([f"balance:{tenant_id}:{c}" for c in sorted(set(customer_ids))])},
         )
 
 
@@ -626,7 +626,11 @@ def claim_late_usage_many(
     return list(
         conn.execute(
             sa.text(_CLAIM_MANY),
-            {"t": tenant_id, "subs": [s for s, _ in pairs], "invoices": [i for _, i in pairs]},
+            {
+                "t": tenant_id,
+                "subs": array_param([s for s, _ in pairs]),
+                "invoices": array_param([i for _, i in pairs]),
+            },
         )
     )
 

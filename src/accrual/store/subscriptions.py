@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from accrual.domain.errors import Conflict
 from accrual.store import constraints
+from accrual.store.database import array_param
 from accrual.store.schema import billing_points, scheduled_changes, subscription_history, subscriptions
 
 
@@ -292,7 +293,11 @@ def close_usage(conn: sa.Connection, *, tenant_id: uuid.UUID, until: Mapping[uui
             "where s.tenant_id = :t and s.subscription_id = v.subscription_id "
             "and (s.usage_closed_until is null or s.usage_closed_until < v.until)"
         ),
-        {"t": tenant_id, "subs": [s for s, _ in pairs], "until": [u for _, u in pairs]},
+        {
+            "t": tenant_id,
+            "subs": array_param([s for s, _ in pairs]),
+            "until": array_param([u for _, u in pairs]),
+        },
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from accrual.domain.usage import Partial, bucket_end_at_or_after, bucket_start
+from accrual.store.database import array_param
 
 # Serializes rollup passes of several workers.
 _ROLLUP_LOCK = 0x55_53_47  # "USG"
@@ -291,10 +292,13 @@ def _request_params(tenant_id: uuid.UUID, requests: Sequence[PartsRequest], wate
     return {
         "t": tenant_id,
         "w": watermark,
-        "nos": list(range(len(requests))),
-        "subs": [r.subscription_id for r in requests],
-        "meters": [r.meter_id for r in requests],
-        **{name: [e[i] for e in edges] for i, name in enumerate(("a1", "b1", "a2", "b2", "fa", "fb"))},
+        "nos": array_param(range(len(requests))),
+        "subs": array_param([r.subscription_id for r in requests]),
+        "meters": array_param([r.meter_id for r in requests]),
+        **{
+            name: array_param([e[i] for e in edges])
+            for i, name in enumerate(("a1", "b1", "a2", "b2", "fa", "fb"))
+        },
     }
 
 

@@ -9,11 +9,13 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from accrual.domain import audit
 from accrual.services.tenants import CreatedTenant
 from accrual.store import schema
-from accrual.store.database import Database, insert_rows, loads_json, stored_json
+from accrual.store.database import Database, dumps_json, insert_rows, loads_json, stored_json
 
 AT = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -37,6 +39,76 @@ def test_a_stored_document_is_its_round_trip_with_its_canonical_text() -> None:
 def test_floats_are_refused() -> None:
     with pytest.raises(TypeError):
         stored_json({"amount": 1.5})
+
+
+# Every spelling the fast encoder could get wrong: any text (control characters, quotes,
+# backslashes, non-ASCII, astral planes; no lone surrogates, which no database stores), huge
+# integers, decimals of every form, ids, tuples, and instants and non-string keys (which go
+# the standard library's way).
+_TEXT = st.text(st.characters(exclude_categories=("Cs",)))
+_SCALAR = (
+    _TEXT
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.booleans()
+    | st.none()
+    | st.decimals(allow_nan=True, allow_infinity=True, places=None)
+    | st.uuids()
+    | st.datetimes(timezones=st.just(dt.UTC))
+    | st.dates()
+)
+_DOCUMENT = st.recursive(
+    _SCALAR,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.dictionaries(_TEXT, inner, max_size=4)
+        | st.dictionaries(st.integers(0, 9), inner, max_size=2)
+    ),
+    max_leaves=20,
+)
+
+
+def _standard(value: object) -> str:
+    """What the standard library writes, as storing did before the fast encoder."""
+    import json
+
+    def default(item: object) -> object:
+        if isinstance(item, dt.datetime | dt.date):
+            return item.isoformat()
+        return str(item)
+
+    return json.dumps(value, default=default, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(_TEXT, _DOCUMENT, max_size=5))
+def test_the_fast_encoder_writes_the_standard_librarys_bytes(value: dict[str, object]) -> None:
+    assert dumps_json(value) == _standard(value)
+    stored = stored_json(value)
+    parsed = loads_json(_standard(value))
+    assert stored == parsed
+    assert stored.text.encode() == audit.canonical_json(parsed)
+
+
+_NUMBERED = st.recursive(
+    _TEXT
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.booleans()
+    | st.none()
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_TEXT, inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_NUMBERED, st.booleans())
+def test_documents_read_back_as_the_standard_library_reads_them(value: object, as_bytes: bool) -> None:
+    import json
+
+    text = json.dumps(value, ensure_ascii=False)
+    expected = json.loads(text, parse_float=Decimal)
+    assert loads_json(text.encode() if as_bytes else text) == expected
 
 
 def test_documents_with_and_without_their_text_are_stored_alike(db: Database, tenant: CreatedTenant) -> None:

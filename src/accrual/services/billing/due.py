@@ -6,12 +6,18 @@ creation); the points of one tenant and instant are billed together, set-based, 
 transaction (`run.bill_points`), each leaving a result row, so a run that crashes resumes at
 the first point without one, and two runs racing bill each point once (the second waits on
 the subscriptions' locks, then finds the results).
+
+A run pipelines its batches on two connections: while one batch writes and numbers its
+invoices (mostly the database's work), the next one reads and composes (mostly Python's), and
+numbers after it (`run.Turn`), so the numbers still follow the run's order.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,9 +28,12 @@ from accrual.services.billing import faults, invoices, run
 from accrual.services.due_work import ClockScope
 from accrual.services.unit_of_work import read_only
 from accrual.store import invoices as store
-from accrual.store.database import TransactionSource
+from accrual.store.database import Database, TransactionSource
 
 BATCH = 1000
+# Batches a run takes at most, and how many it has in flight at once.
+BATCHES_PER_RUN = 10
+LANES = 2
 LOG = structlog.get_logger("accrual.billing")
 
 
@@ -41,24 +50,42 @@ class BillingPointsDue:
     def run_due(self, db: TransactionSource, *, scope: ClockScope, at: dt.datetime) -> int:
         with read_only(db) as conn:
             points = store.unbilled_points(
-                conn, tenant_id=scope.tenant_id, test_clock_id=scope.test_clock_id, at=at, limit=BATCH
+                conn,
+                tenant_id=scope.tenant_id,
+                test_clock_id=scope.test_clock_id,
+                at=at,
+                limit=BATCH * BATCHES_PER_RUN,
             )
-        # One transaction per tenant and instant, in numbering order.
-        batches: list[tuple[uuid.UUID, dt.datetime, list[uuid.UUID]]] = []
-        for point in points:
-            if batches and batches[-1][:2] == (point.tenant_id, point.at):
-                batches[-1][2].append(point.billing_point_id)
-            else:
-                batches.append((point.tenant_id, point.at, [point.billing_point_id]))
-        for tenant_id, instant, point_ids in batches:
-            try:
-                run.bill_points(db, tenant_id=tenant_id, point_ids=point_ids, at=instant)
-            except Exception:
-                # One subscription's bad data must not stop everyone's billing: bill the batch
-                # point by point, setting aside the ones that fail.
-                self._one_by_one(db, tenant_id=tenant_id, point_ids=point_ids, at=instant)
-            faults.reach("committed")
+        batches = _batches(points)
+        if len(batches) == 1 or not isinstance(db, Database):
+            # One batch, or one connection (a caller's transaction) to bill them on.
+            for batch in batches:
+                self._bill(db, batch, None)
+            return len(points)
+        turns: list[run.Turn] = []
+        for _ in batches:
+            turns.append(run.Turn(after=turns[-1] if turns else None))
+        with ThreadPoolExecutor(max_workers=LANES, thread_name_prefix="billing") as lanes:
+            for done in [lanes.submit(self._bill, db, b, t) for b, t in zip(batches, turns, strict=True)]:
+                done.result()
         return len(points)
+
+    def _bill(self, db: TransactionSource, batch: _Batch, turn: run.Turn | None) -> None:
+        tenant_id, instant, point_ids = batch
+        try:
+            if turn is not None:
+                turn.wait_to_start()
+            run.bill_points(db, tenant_id=tenant_id, point_ids=point_ids, at=instant, turn=turn)
+        except Exception:
+            # One subscription's bad data must not stop everyone's billing: bill the batch
+            # point by point, setting aside the ones that fail.
+            if turn is not None:
+                turn.end()
+            self._one_by_one(db, tenant_id=tenant_id, point_ids=point_ids, at=instant)
+        finally:
+            if turn is not None:
+                turn.end()
+        faults.reach("committed")
 
     @staticmethod
     def _one_by_one(
@@ -69,6 +96,25 @@ class BillingPointsDue:
                 run.bill_points(db, tenant_id=tenant_id, point_ids=[point_id], at=at)
             except Exception as error:
                 _set_aside(db, tenant_id=tenant_id, billing_point_id=point_id, error=error, at=at)
+
+
+_Batch = tuple[uuid.UUID, dt.datetime, list[uuid.UUID]]
+
+
+def _batches(points: Sequence[Any]) -> list[_Batch]:
+    """Points (in numbering order) as batches of one tenant and instant, of about `BATCH`
+    points each; a subscription's points of one instant stay in one batch."""
+    batches: list[_Batch] = []
+    last_subscription = None
+    for point in points:
+        same_instant = batches and batches[-1][:2] == (point.tenant_id, point.at)
+        full = same_instant and len(batches[-1][2]) >= BATCH and point.subscription_id != last_subscription
+        if same_instant and not full:
+            batches[-1][2].append(point.billing_point_id)
+        else:
+            batches.append((point.tenant_id, point.at, [point.billing_point_id]))
+        last_subscription = point.subscription_id
+    return batches
 
 
 class DraftsDue:

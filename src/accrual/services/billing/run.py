@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import threading
 import types
 import uuid
 from collections.abc import Mapping, Sequence
@@ -92,12 +93,47 @@ def _minor(amount: Decimal, currency: money.Currency) -> int:
     return money.to_minor_units(amount, currency)
 
 
+class Turn:
+    """A batch's place in a pipelined billing run (`due.BillingPointsDue`): batches overlap,
+    each composing while the one before it writes, yet they number their invoices in order.
+
+    A batch starts once the batch before it holds its subscriptions' locks, and takes its
+    numbers once the batch before it has ended. So no batch ever waits, in Python, for one that
+    waits on its locks: the batch before has taken every subscription lock it needs when the
+    next one starts, and the locks taken later (the number counter, customers' balances) are
+    taken by the next batch only after it has ended.
+    """
+
+    def __init__(self, after: Turn | None) -> None:
+        self.after = after
+        self.locked = threading.Event()
+        self.ended = threading.Event()
+
+    def wait_to_start(self) -> None:
+        if self.after is not None:
+            self.after.locked.wait()
+
+    def wait_to_number(self) -> None:
+        if self.after is not None:
+            self.after.ended.wait()
+
+    def end(self) -> None:
+        self.locked.set()
+        self.ended.set()
+
+
 def bill_points(
-    db: TransactionSource, *, tenant_id: uuid.UUID, point_ids: Sequence[uuid.UUID], at: dt.datetime
+    db: TransactionSource,
+    *,
+    tenant_id: uuid.UUID,
+    point_ids: Sequence[uuid.UUID],
+    at: dt.datetime,
+    turn: Turn | None = None,
 ) -> dict[uuid.UUID, uuid.UUID | None]:
     """Compose the invoices of these billing points of one tenant, all due at `at`, and finalize
     those without a grace period. Points already billed are skipped. Returns each point billed
-    now with its invoice (None when it had no line to bill)."""
+    now with its invoice (None when it had no line to bill). `turn`: the batch's place in a
+    pipelined run (the caller ends it)."""
     with unit_of_work(db, tenant_id=tenant_id, actor=BILLING, now=at) as uow:
         conn = uow.conn
         plan_with_values(conn)
@@ -109,6 +145,8 @@ def bill_points(
         subscriptions = subscription_store.lock_many(
             conn, tenant_id=tenant_id, subscription_ids=[p.subscription_id for p in candidates.values()]
         )
+        if turn is not None:
+            turn.locked.set()
         done = store.billed_points(conn, tenant_id=tenant_id, point_ids=list(candidates))
         points = [candidates[pid] for pid in point_ids if pid in candidates and pid not in done]
         if not points:
@@ -231,6 +269,7 @@ def bill_points(
             views=[view for view in created if view.invoice_id in due_now],
             line_snapshots=line_snapshots,
             unwritten_totals={t["invoice_id"]: t for t in totals if t["invoice_id"] in due_now},
+            turn=turn,
         )
         result: dict[uuid.UUID, uuid.UUID | None] = {
             p.billing_point_id: (None if invoice_id in empty else invoice_id)
@@ -351,6 +390,7 @@ def finalize(
     views: Sequence[InvoiceView] | None = None,
     line_snapshots: Mapping[uuid.UUID, list[dict[str, Any]]] | None = None,
     unwritten_totals: Mapping[uuid.UUID, Mapping[str, Any]] | None = None,
+    turn: Turn | None = None,
 ) -> list[InvoiceView]:
     """Number, settle and freeze drafts of one tenant composed in this transaction, in order.
 
@@ -361,7 +401,8 @@ def finalize(
     the drafts as views, when the caller has them; `line_snapshots`: their lines' snapshots, by
     invoice, when the caller made them (finalizing changes no line); `unwritten_totals`: the
     drafts' totals (`_totals`), by invoice, when the caller has not written them yet (all of
-    them or none): they are written as the drafts are finalized.
+    them or none): they are written as the drafts are finalized. `turn`: the batch's place in
+    a pipelined run, whose numbers follow the batch before.
     """
     if not drafts:
         return []
@@ -371,6 +412,8 @@ def finalize(
         [None] * len(drafts) if created_now else [v.snapshot() for v in current]
     )
     tenant = billings[drafts[0].customer_id].tenant
+    if turn is not None:
+        turn.wait_to_number()
     first = store.next_numbers(conn, tenant_id=tenant_id, kind="invoice", count=len(drafts))
     faults.reach("numbered")
     customer_ids = [d.customer_id for d in drafts]

@@ -37,9 +37,12 @@ def period_json(period: Period | None) -> dict[str, str | None] | None:
 
 def amount_text(amount: Decimal, currency: money.Currency) -> str:
     """An amount with exactly the currency's decimals ("12.30", JPY "1200", KWD "0.875")."""
-    if amount.is_finite() and amount.as_tuple().exponent == -currency.exponent:
-        # Already exact at the minor unit ("-0.00" is zero, and shows as such).
-        return format(amount, "f") if amount != 0 else _zero_text(currency)
+    if amount.is_finite():
+        text = format(amount, "f")
+        point = text.find(".")
+        if (len(text) - point - 1 if point >= 0 else 0) == currency.exponent:
+            # Already written at the minor unit ("-0.00" is zero, and shows as such).
+            return text if amount != 0 else _zero_text(currency)
     return money.Money.from_decimal(amount, currency).format()
 
 

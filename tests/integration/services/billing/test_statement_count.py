@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -70,9 +72,11 @@ SELECT s.tenant_id, gen_random_uuid(), made.external_id, made.customer_id, s.pla
 """
 
 
-def _billing_run_statements(db: Database, tenant: CreatedTenant, count: int) -> tuple[int, int]:
+def _billing_run_statements(
+    db: Database, tenant: CreatedTenant, count: int, *, runs: int = 1
+) -> tuple[int, int]:
     """Set up `count` subscriptions of one tenant due at END, renew them, then count the
-    statements billing them takes; return (statements, invoices)."""
+    statements billing them takes (`runs` runs started at once); return (statements, invoices)."""
     tid = tenant.tenant.tenant_id
     catalog.apply_catalog(db, tenant_id=tid, document=CATALOG, actor=ACTOR, now=START)
     customers.create_customer(
@@ -128,7 +132,18 @@ def _billing_run_statements(db: Database, tenant: CreatedTenant, count: int) -> 
 
     sa.event.listen(db.engine, "before_cursor_execute", counted)
     try:
-        BillingPointsDue().run_due(db, scope=scope, at=END)
+        if runs == 1:
+            BillingPointsDue().run_due(db, scope=scope, at=END)
+        else:
+            started = threading.Barrier(runs)
+
+            def run() -> None:
+                started.wait()
+                BillingPointsDue().run_due(db, scope=scope, at=END)
+
+            with ThreadPoolExecutor(runs) as pool:
+                for done in [pool.submit(run) for _ in range(runs)]:
+                    done.result()
     finally:
         sa.event.remove(db.engine, "before_cursor_execute", counted)
     with db.connect() as conn:
@@ -162,3 +177,43 @@ def test_the_same_statements_bill_100_or_1000_subscriptions(
     assert (small[1], large[1]) == (100, 1000)
     assert small[0] == large[0]
     assert large[0] < 40
+
+
+def _numbered_in_run_order(db: Database, tid: Any) -> list[tuple[str, str]]:
+    """(number, subscription) of the tenant's finalized invoices of the run, by number; and the
+    run's order of subscriptions (their creation, then id) must be the same."""
+    with db.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "select i.number, s.external_id from invoices i "
+                "join subscriptions s using (tenant_id, subscription_id) "
+                "where i.tenant_id = :t and i.number is not null and i.created_at = :e "
+                "order by s.created_at, s.subscription_id"
+            ),
+            {"t": tid, "e": END},
+        ).all()
+    return [(row.number, row.external_id) for row in rows]
+
+
+@pytest.mark.usefixtures("only_this_tenant_due")
+def test_a_pipelined_run_numbers_its_batches_in_order(
+    db: Database, tenant: CreatedTenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 60 subscriptions in batches of 7: nine batches, two at a time in flight.
+    monkeypatch.setattr("accrual.services.billing.due.BATCH", 7)
+    _statements, invoices = _billing_run_statements(db, tenant, 60)
+    assert invoices == 60
+    numbers = [int(number[-6:]) for number, _ in _numbered_in_run_order(db, tenant.tenant.tenant_id)]
+    # Gap-free, and in the run's order although batches overlapped.
+    assert numbers == list(range(numbers[0], numbers[0] + 60))
+
+
+@pytest.mark.usefixtures("only_this_tenant_due")
+def test_two_pipelined_runs_at_once_bill_each_point_once(
+    db: Database, tenant: CreatedTenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("accrual.services.billing.due.BATCH", 5)
+    _statements, invoices = _billing_run_statements(db, tenant, 40, runs=2)
+    assert invoices == 40
+    numbers = sorted(int(number[-6:]) for number, _ in _numbered_in_run_order(db, tenant.tenant.tenant_id))
+    assert numbers == list(range(numbers[0], numbers[0] + 40))
