@@ -70,8 +70,7 @@ def _encode_plain(value: Any) -> bytes | None:
 
 def _plain_json(value: Any) -> bool:
     """Refuse floats (TypeError); True when `value` holds only what the fast encoder spells
-    exactly as `json.dumps` does (no instants, which `_json_default` writes its own way, and
-    only string keys)."""
+    exactly as `json.dumps` does (no instants, which `_json_default` writes its own way)."""
     # Iterative, dispatching on the exact type first: this walks every stored document.
     plain = True
     pending = [value]
@@ -81,9 +80,9 @@ def _plain_json(value: Any) -> bool:
         if kind in _SCALARS:
             continue
         if kind is dict or kind is StoredJson:
+            # Keys other than strings: the fast encoder refuses them (TypeError), and the
+            # standard library writes them its way.
             pending.extend(item.values())
-            if plain and not all(type(key) is str for key in item):
-                plain = False
         elif kind is list or kind is tuple:
             pending.extend(item)
         elif isinstance(item, float):
@@ -276,6 +275,7 @@ class Database:
 
     def __init__(self, url: str, *, pool_size: int = 10, application_name: str = "accrual") -> None:
         self.url = normalize_url(url)
+        self.application_name = application_name
         self.engine = sa.create_engine(
             self.url,
             pool_size=pool_size,

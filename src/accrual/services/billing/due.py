@@ -7,14 +7,16 @@ transaction (`run.bill_points`), each leaving a result row, so a run that crashe
 the first point without one, and two runs racing bill each point once (the second waits on
 the subscriptions' locks, then finds the results).
 
-A run pipelines its batches on two connections: while one batch writes and numbers its
-invoices (mostly the database's work), the next one reads and composes (mostly Python's), and
-numbers after it (`run.Turn`), so the numbers still follow the run's order.
+A run of several batches pipelines them in two lane processes (`lanes`): while one batch
+writes and numbers its invoices, the next one reads and composes, and numbers after it
+(`run.Turn`), so the numbers still follow the run's order.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import queue
+import threading
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +26,7 @@ import sqlalchemy as sa
 import structlog
 
 from accrual.domain.errors import AccrualError
-from accrual.services.billing import faults, invoices, run
+from accrual.services.billing import faults, invoices, lanes, run
 from accrual.services.due_work import ClockScope
 from accrual.services.unit_of_work import read_only
 from accrual.store import invoices as store
@@ -34,6 +36,9 @@ BATCH = 1000
 # Batches a run takes at most, and how many it has in flight at once.
 BATCHES_PER_RUN = 10
 LANES = 2
+# Below this many batches' worth of points a run bills them itself: starting its lanes would
+# cost more than it saves.
+PIPELINE_FROM = 2
 LOG = structlog.get_logger("accrual.billing")
 
 
@@ -57,54 +62,79 @@ class BillingPointsDue:
                 limit=BATCH * BATCHES_PER_RUN,
             )
         batches = _batches(points)
-        if len(batches) == 1 or not isinstance(db, Database):
-            # One batch, or one connection (a caller's transaction) to bill them on.
-            for batch in batches:
-                self._bill(db, batch, None)
-            return len(points)
-        turns: list[run.Turn] = []
-        for _ in batches:
-            turns.append(run.Turn(after=turns[-1] if turns else None))
-        with ThreadPoolExecutor(max_workers=LANES, thread_name_prefix="billing") as lanes:
-            for done in [lanes.submit(self._bill, db, b, t) for b, t in zip(batches, turns, strict=True)]:
-                done.result()
+        if len(points) >= PIPELINE_FROM * BATCH and len(batches) > 1 and isinstance(db, Database):
+            with lanes.borrowed(db, LANES) as borrowed:
+                if borrowed is not None:
+                    _pipelined(batches, borrowed)
+                    return len(points)
+        # Little to bill, one connection (a caller's transaction), or the lanes are busy.
+        for batch in batches:
+            bill_batch(db, batch, None)
         return len(points)
 
-    def _bill(self, db: TransactionSource, batch: _Batch, turn: run.Turn | None) -> None:
-        tenant_id, instant, point_ids = batch
-        try:
-            if turn is not None:
-                turn.wait_to_start()
-            run.bill_points(db, tenant_id=tenant_id, point_ids=point_ids, at=instant, turn=turn)
-        except Exception:
-            # One subscription's bad data must not stop everyone's billing: bill the batch
-            # point by point, setting aside the ones that fail.
-            if turn is not None:
-                turn.end()
-            self._one_by_one(db, tenant_id=tenant_id, point_ids=point_ids, at=instant)
-        finally:
-            if turn is not None:
-                turn.end()
-        faults.reach("committed")
 
-    @staticmethod
-    def _one_by_one(
-        db: TransactionSource, *, tenant_id: uuid.UUID, point_ids: list[uuid.UUID], at: dt.datetime
-    ) -> None:
+def bill_batch(db: TransactionSource, batch: lanes.Batch, turn: run.Turn | None) -> None:
+    """Bill a batch of one tenant's points due at one instant in one transaction; when that
+    fails, point by point, setting aside the points that fail. `turn`: its place in a
+    pipelined run."""
+    tenant_id, instant, point_ids = batch
+    try:
+        if turn is not None:
+            turn.wait_to_start()
+        run.bill_points(db, tenant_id=tenant_id, point_ids=point_ids, at=instant, turn=turn)
+    except Exception:
+        # One subscription's bad data must not stop everyone's billing. The batch's locks are
+        # gone with its transaction: the next batch goes on meanwhile.
+        if turn is not None:
+            turn.end()
         for point_id in point_ids:
             try:
-                run.bill_points(db, tenant_id=tenant_id, point_ids=[point_id], at=at)
+                run.bill_points(db, tenant_id=tenant_id, point_ids=[point_id], at=instant)
             except Exception as error:
-                _set_aside(db, tenant_id=tenant_id, billing_point_id=point_id, error=error, at=at)
+                _set_aside(db, tenant_id=tenant_id, billing_point_id=point_id, error=error, at=instant)
+    finally:
+        if turn is not None:
+            turn.end()
+    faults.reach("committed")
 
 
-_Batch = tuple[uuid.UUID, dt.datetime, list[uuid.UUID]]
+def _pipelined(batches: Sequence[lanes.Batch], borrowed: Sequence[lanes.Lane]) -> None:
+    """Bill `batches` in order in the lanes, as many at once as there are lanes: each starts
+    once the one before holds its locks and numbers once it has ended (`run.Turn`). After a
+    failure no further batch starts; the first failure is raised when the others have ended."""
+    turns: list[run.Turn] = []
+    for _ in batches:
+        turns.append(run.Turn(after=turns[-1] if turns else None))
+    free: queue.SimpleQueue[lanes.Lane] = queue.SimpleQueue()
+    for lane in borrowed:
+        free.put(lane)
+    stopped = threading.Event()
+
+    def bill(batch: lanes.Batch, turn: run.Turn) -> None:
+        try:
+            turn.wait_to_start()
+            lane = free.get()
+            try:
+                if not stopped.is_set():
+                    lane.bill(batch, turn)
+            except BaseException:
+                stopped.set()
+                raise
+            finally:
+                free.put(lane)
+        finally:
+            turn.end()
+
+    with ThreadPoolExecutor(max_workers=len(borrowed), thread_name_prefix="billing") as threads:
+        done = [threads.submit(bill, batch, turn) for batch, turn in zip(batches, turns, strict=True)]
+    for future in done:
+        future.result()
 
 
-def _batches(points: Sequence[Any]) -> list[_Batch]:
+def _batches(points: Sequence[Any]) -> list[lanes.Batch]:
     """Points (in numbering order) as batches of one tenant and instant, of about `BATCH`
     points each; a subscription's points of one instant stay in one batch."""
-    batches: list[_Batch] = []
+    batches: list[lanes.Batch] = []
     last_subscription = None
     for point in points:
         same_instant = batches and batches[-1][:2] == (point.tenant_id, point.at)

@@ -96,6 +96,7 @@ def _minor(amount: Decimal, currency: money.Currency) -> int:
 class Turn:
     """A batch's place in a pipelined billing run (`due.BillingPointsDue`): batches overlap,
     each composing while the one before it writes, yet they number their invoices in order.
+    (A batch billed in another process relays its turn: `lanes`.)
 
     A batch starts once the batch before it holds its subscriptions' locks, and takes its
     numbers once the batch before it has ended. So no batch ever waits, in Python, for one that
@@ -108,6 +109,10 @@ class Turn:
         self.after = after
         self.locked = threading.Event()
         self.ended = threading.Event()
+
+    def mark_locked(self) -> None:
+        """This batch holds its subscriptions' locks: the next one may start."""
+        self.locked.set()
 
     def wait_to_start(self) -> None:
         if self.after is not None:
@@ -146,7 +151,7 @@ def bill_points(
             conn, tenant_id=tenant_id, subscription_ids=[p.subscription_id for p in candidates.values()]
         )
         if turn is not None:
-            turn.locked.set()
+            turn.mark_locked()
         done = store.billed_points(conn, tenant_id=tenant_id, point_ids=list(candidates))
         points = [candidates[pid] for pid in point_ids if pid in candidates and pid not in done]
         if not points:

@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from accrual.services import simulation
+from accrual.services.billing import due
 from accrual.services.registry import default_registry
 from accrual.services.unit_of_work import Actor
 from accrual.store.database import Database
@@ -84,3 +85,16 @@ def scenario() -> dict[str, Any]:
         ],
         "end": "2026-02-01T00:00:00Z",
     }
+
+
+def spy_on_lanes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Runs billed in the lane processes from now on: how many batches each had."""
+    pipelined: list[int] = []
+    real = due._pipelined
+
+    def spied(batches: Any, borrowed: Any) -> None:
+        pipelined.append(len(batches))
+        real(batches, borrowed)
+
+    monkeypatch.setattr(due, "_pipelined", spied)
+    return pipelined

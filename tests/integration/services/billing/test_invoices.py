@@ -13,13 +13,13 @@ import sqlalchemy as sa
 from accrual.domain import invoices as rules
 from accrual.domain import money
 from accrual.services import test_clocks
-from accrual.services.billing import corrections, due, invoices
+from accrual.services.billing import corrections, due, invoices, lanes
 from accrual.services.due_work import ClockScope
 from accrual.services.registry import default_registry
 from accrual.services.subscriptions import SubscriptionDueWork
 from accrual.services.usage import ingest, intake
 from accrual.store.database import Database
-from tests.integration.services.billing.conftest import ACTOR, MONTHLY_USD, play
+from tests.integration.services.billing.conftest import ACTOR, MONTHLY_USD, play, spy_on_lanes
 
 NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 
@@ -417,6 +417,53 @@ def test_a_point_that_cannot_be_billed_is_set_aside_and_the_run_goes_on(
     assert [row.billing_point_id for row in queued] == [failure.billing_point_id]
     assert due.retry_failures(db, tenant_id=played.tenant_id) == 1
     assert due.list_failures(db, tenant_id=played.tenant_id) == []
+
+
+def test_a_point_that_cannot_be_billed_in_a_lane_is_set_aside_and_the_run_goes_on(
+    db: Database, scenario: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Batches of one point: the run pipelines them in its lane processes, where the bad
+    # subscription's batch fails, is billed point by point and set aside, and the others go on.
+    monkeypatch.setattr(due, "BATCH", 1)
+    pipelined = spy_on_lanes(monkeypatch)
+    scenario["catalog"] = {
+        "meters": [{"code": "gb", "aggregation": "sum", "field": "gb"}],
+        "plans": [
+            {
+                "code": "pro",
+                "currency": "USD",
+                "interval": "month",
+                "charges": [{"code": "gb", "meter": "gb", "model": "per_unit", "amount": "1"}],
+            }
+        ],
+    }
+    names = ["first", "bad", "last"]
+    scenario["customers"] = [{"id": name, "currency": "USD"} for name in names]
+    scenario["steps"] = [_subscribe(name, name) for name in names] + [
+        {
+            "at": "2026-01-05T00:00:00Z",
+            "events": [
+                {
+                    "id": f"use-{name}",
+                    "subscription": name,
+                    "meter": "gb",
+                    "properties": {"gb": -5 if name == "bad" else 3},
+                }
+                for name in names
+            ],
+        },
+    ]
+    played = play(db, scenario)
+    assert pipelined
+    assert lanes.started(db) == due.LANES
+    billed = sorted((i["number"], i["subscription"], i["total"]) for i in played.invoices)
+    assert [(subscription, total) for _, subscription, total in billed] == [
+        ("first", "3.00"),
+        ("last", "3.00"),
+    ]
+    assert int(billed[1][0][-6:]) == int(billed[0][0][-6:]) + 1  # no gap where the bad one was
+    (failure,) = due.list_failures(db, tenant_id=played.tenant_id)
+    assert "negative" in failure.error
 
 
 def test_a_draft_keeps_its_late_usage_line_when_it_finalizes(db: Database, scenario: dict[str, Any]) -> None:

@@ -11,13 +11,14 @@ import pytest
 import sqlalchemy as sa
 
 from accrual.services import catalog, customers, subscriptions
+from accrual.services.billing import due, lanes
 from accrual.services.billing.due import BillingPointsDue
 from accrual.services.due_work import ClockScope
 from accrual.services.subscriptions import SubscriptionDueWork
 from accrual.services.tenants import CreatedTenant
 from accrual.services.usage import ingest, intake
 from accrual.store.database import Database
-from tests.integration.services.billing.conftest import ACTOR
+from tests.integration.services.billing.conftest import ACTOR, spy_on_lanes
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 END = dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
@@ -199,10 +200,13 @@ def _numbered_in_run_order(db: Database, tid: Any) -> list[tuple[str, str]]:
 def test_a_pipelined_run_numbers_its_batches_in_order(
     db: Database, tenant: CreatedTenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # 60 subscriptions in batches of 7: nine batches, two at a time in flight.
+    # 60 subscriptions in batches of 7: nine batches, two at a time in flight, in two processes.
     monkeypatch.setattr("accrual.services.billing.due.BATCH", 7)
+    pipelined = spy_on_lanes(monkeypatch)
     _statements, invoices = _billing_run_statements(db, tenant, 60)
     assert invoices == 60
+    assert pipelined == [9]  # nine batches, billed in the lane processes
+    assert lanes.started(db) == due.LANES
     numbers = [int(number[-6:]) for number, _ in _numbered_in_run_order(db, tenant.tenant.tenant_id)]
     # Gap-free, and in the run's order although batches overlapped.
     assert numbers == list(range(numbers[0], numbers[0] + 60))
