@@ -16,6 +16,7 @@ from accrual.api.routes import (
     events,
     health,
     invoices,
+    ledger,
     subscriptions,
     tenant,
     test_clocks,
@@ -72,6 +73,7 @@ def create_app(
         test_clocks,
         audit,
         webhooks,
+        ledger,
     ):
         app.include_router(module.router)
     document_webhooks(app)

@@ -160,6 +160,10 @@ def _print_report(report: dict[str, Any]) -> None:
             for s in report["subscriptions"]
         ],
     )
+    if "ledger" in report:
+        out.print(
+            f"ledger: {'balanced' if report['ledger']['balanced'] else 'NOT BALANCED'}", highlight=False
+        )
 
 
 def simulate(

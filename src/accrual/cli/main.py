@@ -12,6 +12,7 @@ import typer
 from accrual.cli import (
     billing_commands,
     catalog_commands,
+    ledger_commands,
     lifecycle_commands,
     serving,
     usage_commands,
@@ -69,6 +70,7 @@ app.add_typer(billing_commands.invoices_app, name="invoices")
 app.command("simulate")(billing_commands.simulate)
 app.command("bill")(billing_commands.bill)
 app.add_typer(webhook_commands.webhooks_app, name="webhooks")
+app.add_typer(ledger_commands.ledger_app, name="ledger")
 app.command("relay")(webhook_commands.relay)
 
 

@@ -23,9 +23,9 @@ from accrual.domain import codes
 from accrual.domain.clock import require_aware
 from accrual.domain.errors import InvalidInput
 from accrual.services import customers as customer_service
+from accrual.services import ledger, test_clocks
 from accrual.services import subscriptions as subscription_service
 from accrual.services import tenants as tenant_service
-from accrual.services import test_clocks
 from accrual.services.billing import corrections, invoices, views
 from accrual.services.billing.views import CreditNoteView, InvoiceView, period_json, stamp
 from accrual.services.catalog.apply import apply_catalog
@@ -548,7 +548,8 @@ def _credit_note_report(view: CreditNoteView) -> dict[str, Any]:
 
 def report(run: Run) -> dict[str, Any]:
     """The scenario's outcome: invoices in finalization order then drafts, events, credit notes,
-    subscriptions. (The ledger and revenue parts come with the finance ledger.)"""
+    subscriptions, and whether the ledger balances (its trial balance and the revenue part
+    come with revenue recognition)."""
     with read_only(run.db) as conn:
         rows = conn.execute(
             invoice_store.select_invoices(tenant_id=run.tenant_id).order_by(
@@ -591,6 +592,7 @@ def report(run: Run) -> dict[str, Any]:
         },
         "credit_notes": [_credit_note_report(n) for n in notes],
         "subscriptions": subscriptions,
+        "ledger": {"balanced": ledger.is_balanced(ledger.trial_balance(run.db, tenant_id=run.tenant_id))},
     }
 
 

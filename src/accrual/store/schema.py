@@ -957,6 +957,65 @@ customer_balance_entries = sa.Table(
     sa.Index("ix_customer_balance_entries_tenant_id_customer_id", "tenant_id", "customer_id"),
 )
 
+# The double-entry ledger (migration 0008_ledger): an entry per financial fact, once per kind
+# and source; its lines in minor units, debits positive, credits negative,
+# balanced per currency at commit by a deferred constraint trigger; both append-only.
+LEDGER_ACCOUNTS = (
+    "accounts_receivable",
+    "cash",
+    "revenue",
+    "deferred_revenue",
+    "unbilled_receivable",
+    "tax_payable",
+    "customer_credit",
+    "contra_revenue",
+    "bad_debt",
+)
+LEDGER_ENTRY_KINDS = ("invoice_finalized", "payment", "credit_note", "invoice_voided", "invoice_written_off")
+
+ledger_entries = sa.Table(
+    "ledger_entries",
+    metadata,
+    _tenant_id(),
+    sa.Column("entry_id", sa.Uuid, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("effective_at", TIMESTAMP, nullable=False),
+    sa.Column("customer_id", sa.Uuid, nullable=True),
+    sa.Column("invoice_id", sa.Uuid, nullable=True),
+    sa.Column("source_id", sa.Uuid, nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("created_at", TIMESTAMP, nullable=False),
+    # The writing transaction: only it may write the entry's lines.
+    sa.Column("xid", Xid8, nullable=False, server_default=sa.text("pg_current_xact_id()")),
+    sa.PrimaryKeyConstraint("tenant_id", "entry_id", name="pk_ledger_entries"),
+    _tenant_fk("ledger_entries"),
+    sa.UniqueConstraint("tenant_id", "entry_id", "xid", name="uq_ledger_entries_tenant_id_entry_id_xid"),
+    # A fact is posted once: its kind and source are its idempotency key.
+    sa.UniqueConstraint("tenant_id", "kind", "source_id", name="uq_ledger_entries_tenant_id_kind_source_id"),
+    sa.CheckConstraint(
+        "kind IN ('invoice_finalized', 'payment', 'credit_note', 'invoice_voided', 'invoice_written_off')",
+        name="known_kind",
+    ),
+    sa.Index("ix_ledger_entries_tenant_id_invoice_id", "tenant_id", "invoice_id"),
+)
+
+ledger_lines = sa.Table(
+    "ledger_lines",
+    metadata,
+    _tenant_id(),
+    sa.Column("entry_id", sa.Uuid, nullable=False),
+    sa.Column("line_no", sa.Integer, nullable=False),
+    sa.Column("account", sa.Text, nullable=False),
+    sa.Column("currency", sa.Text, nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("invoice_line_no", sa.Integer, nullable=True),
+    sa.Column("xid", Xid8, nullable=False, server_default=sa.text("pg_current_xact_id()")),
+    sa.PrimaryKeyConstraint("tenant_id", "entry_id", "line_no", name="pk_ledger_lines"),
+    _fk("ledger_lines", ["entry_id", "xid"], "ledger_entries", ["entry_id", "xid"], "fk_ledger_lines_entry"),
+    sa.CheckConstraint(f"account IN ({', '.join(repr(a) for a in LEDGER_ACCOUNTS)})", name="known_account"),
+    sa.CheckConstraint("amount <> 0", name="not_zero"),
+)
+
 webhook_endpoints = sa.Table(
     "webhook_endpoints",
     metadata,
@@ -1117,4 +1176,6 @@ APPEND_ONLY_TABLES = (
     "payments",
     "customer_balance_entries",
     "webhook_attempts",
+    "ledger_entries",
+    "ledger_lines",
 )

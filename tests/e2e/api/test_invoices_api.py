@@ -128,3 +128,36 @@ def test_a_missing_invoice_is_404(client: TestClient, billed: tuple[dict[str, st
     h, _ = billed
     response = client.get("/v1/invoices/00000000-0000-7000-8000-000000000000", headers=h)
     assert_problem(response, 404)
+
+
+def test_the_ledger_follows_the_invoices(
+    client: TestClient, billed: tuple[dict[str, str], dict[str, Any]]
+) -> None:
+    h, _ = billed
+    first, second = client.get("/v1/invoices", headers=h).json()["data"]
+    assert client.post(f"/v1/invoices/{first['id']}/payments", json={}, headers=h).status_code == 201
+    trial = client.get("/v1/ledger/trial_balance", headers=h)
+    assert trial.status_code == 200, trial.text
+    body = trial.json()
+    assert body["balanced"] is True
+    eur = body["currencies"]["EUR"]
+    # Two invoices of 31 + 20% VAT; the first paid: the second's 37.20 is still receivable.
+    assert (eur["accounts_receivable"], eur["cash"], eur["tax_payable"], eur["deferred_revenue"]) == (
+        "37.20",
+        "37.20",
+        "12.40",
+        "62.00",
+    )
+    before = client.get("/v1/ledger/trial_balance", params={"as_of": "2025-12-31T00:00:00Z"}, headers=h)
+    assert before.json()["currencies"] == {}
+    naive = client.get("/v1/ledger/trial_balance", params={"as_of": "2026-01-01T00:00:00"}, headers=h)
+    assert_problem(naive, 422, parameter="as_of")
+    entries = client.get(f"/v1/ledger/invoices/{first['id']}/entries", headers=h).json()
+    assert [e["kind"] for e in entries] == ["invoice_finalized", "payment"]
+    assert entries[1]["lines"] == [
+        {"account": "cash", "currency": "EUR", "amount": "37.20", "invoice_line": None},
+        {"account": "accounts_receivable", "currency": "EUR", "amount": "-37.20", "invoice_line": None},
+    ]
+    missing = client.get("/v1/ledger/invoices/00000000-0000-7000-8000-000000000000/entries", headers=h)
+    assert_problem(missing, 404)
+    assert second["status"] == "open"

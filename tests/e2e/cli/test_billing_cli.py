@@ -124,6 +124,23 @@ def test_invoices_commands(cli: CliRunner, db: Database, tmp_path: Path) -> None
     assert pdf.read_bytes().startswith(b"%PDF")
     output = run_cli(cli, "invoices", "void", "--tenant", tenant, "ACC-000001", code=1)
     assert "paid" in output
+    trial = json.loads(run_cli(cli, "ledger", "trial-balance", "--tenant", tenant, "--json"))
+    assert trial["balanced"] is True
+    usd = trial["currencies"]["USD"]
+    assert (usd["cash"], usd["customer_credit"], usd["deferred_revenue"]) == ("60.00", "10.00", "50.00")
+    assert "balanced" in run_cli(cli, "ledger", "trial-balance", "--tenant", tenant)
+    before = json.loads(
+        run_cli(
+            cli, "ledger", "trial-balance", "--tenant", tenant, "--as-of", "2025-01-01T00:00:00Z", "--json"
+        )
+    )
+    assert before["currencies"] == {}
+    naive = run_cli(cli, "ledger", "trial-balance", "--tenant", tenant, "--as-of", "2026-01-01", code=1)
+    assert "--as-of" in naive
+    invoice_id = str(played.invoice_id("ACC-000001"))
+    entries = json.loads(run_cli(cli, "ledger", "entries", "--tenant", tenant, invoice_id, "--json"))
+    assert [e["kind"] for e in entries] == ["invoice_finalized", "payment"]
+    assert "accounts_receivable" in run_cli(cli, "ledger", "entries", "--tenant", tenant, invoice_id)
 
 
 def test_bill_refuses_a_future_instant(cli: CliRunner) -> None:

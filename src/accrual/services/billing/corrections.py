@@ -20,9 +20,10 @@ import sqlalchemy as sa
 from accrual.domain import codes, invoices, money
 from accrual.domain.errors import NotFound
 from accrual.domain.invoices import InvoiceStatus
+from accrual.services import ledger
 from accrual.services import subscriptions as subscription_service
 from accrual.services.billing.invoices import InvoiceNotFound
-from accrual.services.billing.views import CreditNoteView, PaymentView, views_of
+from accrual.services.billing.views import CreditNoteView, InvoiceView, PaymentView, views_of
 from accrual.services.unit_of_work import Actor, UnitOfWork, read_only, unit_of_work
 from accrual.store import customers as customer_store
 from accrual.store import ids
@@ -120,6 +121,36 @@ def _invoice_settled(
 # --- credit notes ----------------------------------------------------------------------------
 
 
+def _creditable(
+    uow: UnitOfWork, invoice: InvoiceView, currency: money.Currency
+) -> list[invoices.CreditableLine]:
+    """What each of the invoice's lines can still be credited, after its earlier credit notes."""
+    credited_before: dict[int, tuple[int, int]] = {}
+    for note in store.credit_notes_of(uow.conn, tenant_id=uow.tenant_id, invoice_ids=[invoice.invoice_id]):
+        for line in note.lines:
+            done, tax = credited_before.get(line["line_no"], (0, 0))
+            credited_before[line["line_no"]] = (
+                done + money.to_minor_units(Decimal(line["amount"]), currency),
+                tax + money.to_minor_units(Decimal(line["tax"]), currency),
+            )
+    creditable = []
+    for line in invoice.lines:
+        done, done_tax = credited_before.get(line.line_no, (0, 0))
+        total = money.to_minor_units(line.amount - line.discount, currency)
+        exclusive = sum(Decimal(t["amount"]) for t in line.taxes if not t["inclusive"])
+        total += money.to_minor_units(exclusive, currency)
+        creditable.append(
+            invoices.CreditableLine(
+                line_no=line.line_no,
+                total=money.Money(minor=total - done, currency=currency).amount,
+                tax=money.Money(
+                    minor=money.to_minor_units(line.tax, currency) - done_tax, currency=currency
+                ).amount,
+            )
+        )
+    return creditable
+
+
 def create_credit_note(
     db: TransactionSource,
     *,
@@ -164,29 +195,7 @@ def create_credit_note(
             )
         currency = money.currency(row.currency)
         before = views_of(uow.conn, [row])[0]
-        credited_before: dict[int, tuple[int, int]] = {}
-        for note in store.credit_notes_of(uow.conn, tenant_id=tenant_id, invoice_ids=[row.invoice_id]):
-            for line in note.lines:
-                done, tax = credited_before.get(line["line_no"], (0, 0))
-                credited_before[line["line_no"]] = (
-                    done + money.to_minor_units(Decimal(line["amount"]), currency),
-                    tax + money.to_minor_units(Decimal(line["tax"]), currency),
-                )
-        creditable = []
-        for line in before.lines:
-            done, done_tax = credited_before.get(line.line_no, (0, 0))
-            total = money.to_minor_units(line.amount - line.discount, currency)
-            exclusive = sum(Decimal(t["amount"]) for t in line.taxes if not t["inclusive"])
-            total += money.to_minor_units(exclusive, currency)
-            creditable.append(
-                invoices.CreditableLine(
-                    line_no=line.line_no,
-                    total=money.Money(minor=total - done, currency=currency).amount,
-                    tax=money.Money(
-                        minor=money.to_minor_units(line.tax, currency) - done_tax, currency=currency
-                    ).amount,
-                )
-            )
+        creditable = _creditable(uow, before, currency)
         credits = invoices.credit_lines(amount=amount, by_line=by_line, lines=creditable, currency=currency)
         total_minor = sum(money.to_minor_units(c.amount, currency) for c in credits)
         tax_minor = sum(money.to_minor_units(c.tax, currency) for c in credits)
@@ -220,6 +229,17 @@ def create_credit_note(
         if to_balance:
             store.lock_customer_balance(uow.conn, tenant_id=tenant_id, customer_id=row.customer_id)
             _credit_balance(uow, row, to_balance, source="credit_note", source_id=note_id)
+        ledger.post_credit_note(
+            uow,
+            row,
+            before,
+            credit_note_id=note_id,
+            number=note.number,
+            credits=credits,
+            to_invoice=to_invoice,
+            to_balance=to_balance,
+            written_off=status is InvoiceStatus.UNCOLLECTIBLE,
+        )
         _invoice_settled(uow, row, paid=0, credited=to_invoice, before=before.snapshot())
         view = CreditNoteView.of(note, invoice=row.number, customer=before.customer)
         uow.changed(
@@ -367,6 +387,14 @@ def record_payment(
         if to_balance:
             store.lock_customer_balance(uow.conn, tenant_id=tenant_id, customer_id=row.customer_id)
             _credit_balance(uow, row, to_balance, source="payment", source_id=payment_id)
+        ledger.post_payment(
+            uow,
+            row,
+            payment_id=payment_id,
+            to_invoice=to_invoice,
+            to_balance=to_balance,
+            written_off=status is InvoiceStatus.UNCOLLECTIBLE,
+        )
         _invoice_settled(uow, row, paid=to_invoice, credited=0, before=before.snapshot())
         uow.changed(
             "payment.succeeded",

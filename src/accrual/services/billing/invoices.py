@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from accrual.domain import codes, invoices, money
 from accrual.domain.errors import NotFound
 from accrual.domain.invoices import DraftLine, InvoiceStatus, LineKind
+from accrual.services import ledger
 from accrual.services import subscriptions as subscription_service
 from accrual.services.billing import compose, run
 from accrual.services.billing.compose import Billing
@@ -400,6 +401,8 @@ def _move(
             invoice_id=invoice_id,
             values={"status": to.value, stamp_column: uow.now, "updated_at": uow.now},
         )
+        if to is InvoiceStatus.UNCOLLECTIBLE:
+            ledger.post_written_off(uow, invoice)
         view = _view(uow.conn, _reload(uow, invoice_id))
         uow.changed(
             event, entity_type="invoice", entity_id=str(invoice_id), before=before, after=view.snapshot()
@@ -441,6 +444,7 @@ def void_invoice(
             invoice_id=invoice_id,
             values={"status": InvoiceStatus.VOID.value, "voided_at": uow.now, "updated_at": uow.now},
         )
+        ledger.post_voided(uow, invoice)
         view = _view(uow.conn, _reload(uow, invoice_id))
         uow.changed(
             "invoice.voided",

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 
 from accrual.domain import discounts, invoices, money
 from accrual.domain.invoices import DraftLine, InvoiceStatus, LineKind
+from accrual.services import ledger
 from accrual.services.billing import compose, faults
 from accrual.services.billing.compose import Billing
 from accrual.services.billing.views import InvoiceView, views_of
@@ -491,6 +492,13 @@ def finalize(
         )
         for view, row in zip(current, rows, strict=True)
     ]
+    ledger.post_finalized(
+        uow,
+        [
+            ledger.finalized(view, amount_due=row["amount_due"], credit_applied=row["credit_applied"])
+            for view, row in zip(after, rows, strict=True)
+        ],
+    )
     known_lines = line_snapshots or {}
     for old, new in zip(before, after, strict=True):
         payload = new.snapshot(lines=known_lines.get(new.invoice_id))

@@ -382,20 +382,24 @@ def test_deleting_a_draft_releases_nothing_twice(db: Database, scenario: dict[st
     assert len(played.rows("select 1 from billing_point_results where tenant_id = :t")) == 1
 
 
+# $1 a GB (a negative sum of GB cannot be rated).
+PER_GB: dict[str, Any] = {
+    "meters": [{"code": "gb", "aggregation": "sum", "field": "gb"}],
+    "plans": [
+        {
+            "code": "pro",
+            "currency": "USD",
+            "interval": "month",
+            "charges": [{"code": "gb", "meter": "gb", "model": "per_unit", "amount": "1"}],
+        }
+    ],
+}
+
+
 def test_a_point_that_cannot_be_billed_is_set_aside_and_the_run_goes_on(
     db: Database, scenario: dict[str, Any]
 ) -> None:
-    scenario["catalog"] = {
-        "meters": [{"code": "gb", "aggregation": "sum", "field": "gb"}],
-        "plans": [
-            {
-                "code": "pro",
-                "currency": "USD",
-                "interval": "month",
-                "charges": [{"code": "gb", "meter": "gb", "model": "per_unit", "amount": "1"}],
-            }
-        ],
-    }
+    scenario["catalog"] = PER_GB
     scenario["customers"] = [{"id": c, "currency": "USD"} for c in ("a", "b")]
     scenario["steps"] = [
         _subscribe("bad", "a"),
@@ -426,17 +430,7 @@ def test_a_point_that_cannot_be_billed_in_a_lane_is_set_aside_and_the_run_goes_o
     # subscription's batch fails, is billed point by point and set aside, and the others go on.
     monkeypatch.setattr(due, "BATCH", 1)
     pipelined = spy_on_lanes(monkeypatch)
-    scenario["catalog"] = {
-        "meters": [{"code": "gb", "aggregation": "sum", "field": "gb"}],
-        "plans": [
-            {
-                "code": "pro",
-                "currency": "USD",
-                "interval": "month",
-                "charges": [{"code": "gb", "meter": "gb", "model": "per_unit", "amount": "1"}],
-            }
-        ],
-    }
+    scenario["catalog"] = PER_GB
     names = ["first", "bad", "last"]
     scenario["customers"] = [{"id": name, "currency": "USD"} for name in names]
     scenario["steps"] = [_subscribe(name, name) for name in names] + [
@@ -542,17 +536,7 @@ def test_a_draft_that_cannot_finalize_is_set_aside_and_the_others_go_on(
     db: Database, scenario: dict[str, Any]
 ) -> None:
     scenario["grace_period_days"] = 3
-    scenario["catalog"] = {
-        "meters": [{"code": "gb", "aggregation": "sum", "field": "gb"}],
-        "plans": [
-            {
-                "code": "pro",
-                "currency": "USD",
-                "interval": "month",
-                "charges": [{"code": "gb", "meter": "gb", "model": "per_unit", "amount": "1"}],
-            }
-        ],
-    }
+    scenario["catalog"] = PER_GB
     scenario["customers"] = [{"id": c, "currency": "USD"} for c in ("a", "b")]
     scenario["steps"] = [
         _subscribe("bad", "a"),

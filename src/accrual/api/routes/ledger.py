@@ -1,0 +1,91 @@
+"""The ledger: the trial balance as of any instant, and an invoice's entries."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, Field
+
+from accrual.api.deps import ReadContext, reader
+from accrual.domain.access import Scope
+from accrual.domain.clock import NaiveDatetime, require_aware
+from accrual.domain.errors import InvalidInput
+from accrual.services import ledger
+from accrual.services.billing import invoices
+
+router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
+
+Reader = Annotated[ReadContext, Depends(reader(Scope.READ))]
+
+
+class TrialBalanceOut(BaseModel):
+    object: Literal["trial_balance"] = "trial_balance"
+    as_of: dt.datetime | None = Field(
+        description="Entries effective at or before this instant; all when absent."
+    )
+    balanced: bool = Field(description="Debits equal credits in every currency.")
+    currencies: dict[str, dict[str, str]] = Field(
+        description="Per currency, every account's balance on its normal side (assets and contra "
+        "revenue as debits; liabilities and revenue as credits), at the currency's minor unit."
+    )
+
+
+class EntryLineOut(BaseModel):
+    account: str
+    currency: str
+    amount: str = Field(description="Debit positive, credit negative.")
+    invoice_line: int | None
+
+
+class EntryOut(BaseModel):
+    object: Literal["ledger_entry"] = "ledger_entry"
+    id: uuid.UUID
+    kind: str
+    source: uuid.UUID = Field(
+        description="The invoice, payment or credit note posted; a fact is posted once per kind and source."
+    )
+    effective_at: dt.datetime
+    lines: list[EntryLineOut]
+
+
+@router.get("/trial_balance", response_model=TrialBalanceOut, summary="The trial balance as of an instant")
+def trial_balance(ctx: Reader, as_of: dt.datetime | None = None) -> TrialBalanceOut:
+    if as_of is not None:
+        try:
+            as_of = require_aware(as_of, name="as_of")
+        except NaiveDatetime as error:
+            raise InvalidInput(str(error), field="as_of") from error
+    found = ledger.trial_balance(ctx.db, tenant_id=ctx.principal.tenant_id, as_of=as_of)
+    return TrialBalanceOut(
+        as_of=as_of,
+        balanced=ledger.is_balanced(found),
+        currencies={
+            code: {account: format(amount, "f") for account, amount in accounts.items()}
+            for code, accounts in found.items()
+        },
+    )
+
+
+@router.get(
+    "/invoices/{invoice_id}/entries",
+    response_model=list[EntryOut],
+    summary="The ledger entries of an invoice (finalized, paid, credited, voided, written off)",
+)
+def invoice_entries(invoice_id: uuid.UUID, ctx: Reader) -> list[EntryOut]:
+    invoices.get_invoice(ctx.db, tenant_id=ctx.principal.tenant_id, invoice_id=invoice_id)
+    return [
+        EntryOut(
+            id=entry.entry_id,
+            kind=entry.kind,
+            source=entry.source_id,
+            effective_at=entry.effective_at,
+            lines=[
+                EntryLineOut(account=a, currency=c, amount=format(amount, "f"), invoice_line=line)
+                for a, c, amount, line in entry.lines
+            ],
+        )
+        for entry in ledger.invoice_entries(ctx.db, tenant_id=ctx.principal.tenant_id, invoice_id=invoice_id)
+    ]

@@ -1,0 +1,95 @@
+"""`accrual ledger ...`: the trial balance and an invoice's entries."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from accrual.cli.common import (
+    JsonFlag,
+    TenantOption,
+    command_database,
+    out,
+    parse_instant,
+    parse_uuid,
+    print_json,
+    table,
+)
+from accrual.services import ledger
+
+ledger_app = typer.Typer(help="The double-entry ledger: trial balance, entries.", no_args_is_help=True)
+
+
+@ledger_app.command("trial-balance")
+def trial_balance(
+    tenant: TenantOption,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Entries effective at or before this instant (RFC 3339).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Every account's balance per currency, on its normal side, and whether debits equal credits."""
+    tenant_id = parse_uuid(tenant, what="--tenant")
+    instant = parse_instant(as_of, option="--as-of") if as_of is not None else None
+    with command_database() as db:
+        found = ledger.trial_balance(db, tenant_id=tenant_id, as_of=instant)
+    balanced = ledger.is_balanced(found)
+    if as_json:
+        print_json(
+            {
+                "as_of": instant.isoformat() if instant else None,
+                "balanced": balanced,
+                "currencies": {
+                    code: {account: format(amount, "f") for account, amount in accounts.items()}
+                    for code, accounts in found.items()
+                },
+            }
+        )
+        return
+    for code, accounts in found.items():
+        table(
+            f"trial balance {code}" + (f" as of {instant.isoformat()}" if instant else ""),
+            ["account", "balance"],
+            [[account, format(amount, "f")] for account, amount in accounts.items()],
+        )
+    out.print("balanced" if balanced else "NOT BALANCED: debits differ from credits", highlight=False)
+
+
+@ledger_app.command("entries")
+def entries(
+    tenant: TenantOption,
+    invoice: Annotated[str, typer.Argument(help="Invoice id.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """The ledger entries of an invoice, in the order they were posted."""
+    tenant_id = parse_uuid(tenant, what="--tenant")
+    invoice_id = parse_uuid(invoice, what="INVOICE")
+    with command_database() as db:
+        found = ledger.invoice_entries(db, tenant_id=tenant_id, invoice_id=invoice_id)
+    if as_json:
+        print_json(
+            [
+                {
+                    "id": str(e.entry_id),
+                    "kind": e.kind,
+                    "source": str(e.source_id),
+                    "effective_at": e.effective_at.isoformat(),
+                    "lines": [
+                        {"account": a, "currency": c, "amount": format(v, "f"), "invoice_line": n}
+                        for a, c, v, n in e.lines
+                    ],
+                }
+                for e in found
+            ]
+        )
+        return
+    table(
+        "ledger entries",
+        ["kind", "effective at", "account", "amount", "invoice line"],
+        [
+            [e.kind, e.effective_at.isoformat(), a, f"{format(v, 'f')} {c}", "" if n is None else str(n)]
+            for e in found
+            for a, c, v, n in e.lines
+        ],
+    )

@@ -1,0 +1,214 @@
+"""The ledger as services see it: postings made from invoices, payments, credit notes, voids
+and write-offs in their own transactions (`domain/ledger.py` has the rules), and balances.
+
+A fact is posted once: an entry's kind and source (the invoice, payment or credit note) are
+unique per tenant, so posting a fact again posts nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from accrual.domain import ledger, money
+from accrual.domain.invoices import LineCredit
+from accrual.services.billing.views import InvoiceView, LineView
+from accrual.services.unit_of_work import UnitOfWork, read_only
+from accrual.store import ledger as store
+from accrual.store.database import TransactionSource
+
+
+def _minor(amount: Decimal, currency: money.Currency) -> int:
+    return money.to_minor_units(amount, currency)
+
+
+def _inclusive_tax(line: LineView, currency: money.Currency) -> int:
+    return sum(_minor(Decimal(t["amount"]), currency) for t in line.taxes if t["inclusive"])
+
+
+def _invoice_line(line: LineView, currency: money.Currency) -> ledger.InvoiceLine:
+    return ledger.InvoiceLine(
+        line_no=line.line_no,
+        revenue=_minor(line.amount - line.discount, currency) - _inclusive_tax(line, currency),
+        tax=_minor(line.tax, currency),
+        has_period=line.period is not None,
+    )
+
+
+def finalized(view: InvoiceView, *, amount_due: int, credit_applied: int) -> store.Posting:
+    """The posting of an invoice finalized (`view`: its lines; amounts in minor units)."""
+    lines = [_invoice_line(line, view.currency) for line in view.lines]
+    return store.Posting(
+        kind="invoice_finalized",
+        currency=view.currency.code,
+        legs=ledger.invoice_finalized(lines, amount_due=amount_due, credit_applied=credit_applied),
+        source_id=view.invoice_id,
+        description=f"invoice {view.number} finalized",
+        customer_id=view.customer_id,
+        invoice_id=view.invoice_id,
+    )
+
+
+def post_finalized(uow: UnitOfWork, postings: Sequence[store.Posting]) -> None:
+    store.post(uow.conn, tenant_id=uow.tenant_id, at=uow.now, postings=postings)
+
+
+def post_payment(
+    uow: UnitOfWork,
+    invoice: sa.Row[Any],
+    *,
+    payment_id: uuid.UUID,
+    to_invoice: int,
+    to_balance: int,
+    written_off: bool,
+) -> None:
+    """A successful payment on `invoice` (its row before the payment)."""
+    posting = store.Posting(
+        kind="payment",
+        currency=invoice.currency,
+        legs=ledger.payment(to_invoice=to_invoice, to_balance=to_balance, written_off=written_off),
+        source_id=payment_id,
+        description=f"payment on invoice {invoice.number}",
+        customer_id=invoice.customer_id,
+        invoice_id=invoice.invoice_id,
+    )
+    store.post(uow.conn, tenant_id=uow.tenant_id, at=uow.now, postings=[posting])
+
+
+def post_credit_note(
+    uow: UnitOfWork,
+    invoice: sa.Row[Any],
+    view: InvoiceView,
+    *,
+    credit_note_id: uuid.UUID,
+    number: str,
+    credits: Sequence[LineCredit],
+    to_invoice: int,
+    to_balance: int,
+    written_off: bool,
+) -> None:
+    """A credit note on `invoice` (`view`: the invoice with its lines): each credited line's
+    revenue comes back from what of it is still deferred first: what the line deferred when
+    the invoice was finalized, less what earlier credit notes took back from it."""
+    currency = money.currency(invoice.currency)
+    balances = store.invoice_balances(uow.conn, tenant_id=uow.tenant_id, invoice_id=invoice.invoice_id)
+    deferred = {
+        line.line_no: line.revenue if line.has_period else 0
+        for line in (_invoice_line(line, currency) for line in view.lines)
+    }
+    lines = [
+        ledger.CreditedLine(
+            line_no=c.line_no,
+            amount=_minor(c.amount, currency),
+            tax=_minor(c.tax, currency),
+            deferred=deferred[c.line_no] - balances.get((ledger.Account.DEFERRED_REVENUE, c.line_no), 0),
+        )
+        for c in credits
+    ]
+    posting = store.Posting(
+        kind="credit_note",
+        currency=currency.code,
+        legs=ledger.credit_note(lines, to_invoice=to_invoice, to_balance=to_balance, written_off=written_off),
+        source_id=credit_note_id,
+        description=f"credit note {number} on invoice {invoice.number}",
+        customer_id=invoice.customer_id,
+        invoice_id=invoice.invoice_id,
+    )
+    store.post(uow.conn, tenant_id=uow.tenant_id, at=uow.now, postings=[posting])
+
+
+def post_written_off(uow: UnitOfWork, invoice: sa.Row[Any]) -> None:
+    """`invoice` (its row before) marked uncollectible: what remained on it is bad debt."""
+    remaining = invoice.amount_due - invoice.amount_paid - invoice.amount_credited
+    posting = store.Posting(
+        kind="invoice_written_off",
+        currency=invoice.currency,
+        legs=ledger.written_off(remaining=max(remaining, 0)),
+        source_id=invoice.invoice_id,
+        description=f"invoice {invoice.number} written off",
+        customer_id=invoice.customer_id,
+        invoice_id=invoice.invoice_id,
+    )
+    store.post(uow.conn, tenant_id=uow.tenant_id, at=uow.now, postings=[posting])
+
+
+def post_voided(uow: UnitOfWork, invoice: sa.Row[Any]) -> None:
+    """`invoice` voided: all it still has on revenue, tax, receivable and bad debt reversed."""
+    balances = store.invoice_balances(uow.conn, tenant_id=uow.tenant_id, invoice_id=invoice.invoice_id)
+    posting = store.Posting(
+        kind="invoice_voided",
+        currency=invoice.currency,
+        legs=ledger.voided(balances),
+        source_id=invoice.invoice_id,
+        description=f"invoice {invoice.number} voided",
+        customer_id=invoice.customer_id,
+        invoice_id=invoice.invoice_id,
+    )
+    store.post(uow.conn, tenant_id=uow.tenant_id, at=uow.now, postings=[posting])
+
+
+def trial_balance(
+    db: TransactionSource, *, tenant_id: uuid.UUID, as_of: dt.datetime | None = None
+) -> dict[str, dict[str, Decimal]]:
+    """Every account's balance by currency, on its normal side, as of an instant (exact
+    decimals at the currency's minor unit); every account is listed, zero or not."""
+    with read_only(db) as conn:
+        found = store.trial_balance(conn, tenant_id=tenant_id, as_of=as_of)
+    report: dict[str, dict[str, Decimal]] = {}
+    for code in sorted({currency for currency, _ in found}):
+        c = money.currency(code)
+        report[code] = {
+            account.value: money.Money(
+                minor=ledger.on_normal_side(account, found.get((code, account), 0)), currency=c
+            ).amount
+            for account in ledger.Account
+        }
+    return report
+
+
+def is_balanced(totals: Mapping[str, Mapping[str, Decimal]]) -> bool:
+    """Debits equal credits in every currency of a trial balance (normal-side figures)."""
+    for accounts in totals.values():
+        debits = sum((v for a, v in accounts.items() if ledger.Account(a).normal_debit), Decimal(0))
+        credits = sum((v for a, v in accounts.items() if not ledger.Account(a).normal_debit), Decimal(0))
+        if debits != credits:
+            return False
+    return True
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """A posted entry: its lines as (account, currency, amount with debits positive, invoice line)."""
+
+    entry_id: uuid.UUID
+    kind: str
+    source_id: uuid.UUID
+    effective_at: dt.datetime
+    lines: tuple[tuple[str, str, Decimal, int | None], ...]
+
+
+def invoice_entries(db: TransactionSource, *, tenant_id: uuid.UUID, invoice_id: uuid.UUID) -> list[Entry]:
+    """The entries posted for an invoice, in the order they were posted."""
+    with read_only(db) as conn:
+        rows = store.entries_of(conn, tenant_id=tenant_id, invoice_id=invoice_id)
+    entries: dict[uuid.UUID, Entry] = {}
+    for row in rows:
+        line = (
+            row.account,
+            row.currency,
+            money.Money(minor=row.amount, currency=money.currency(row.currency)).amount,
+            row.invoice_line_no,
+        )
+        found = entries.get(row.entry_id)
+        entries[row.entry_id] = (
+            Entry(row.entry_id, row.kind, row.source_id, row.effective_at, (line,))
+            if found is None
+            else dataclasses.replace(found, lines=(*found.lines, line))
+        )
+    return list(entries.values())

@@ -1,0 +1,138 @@
+"""Ledger entries and lines: posted once per key, read as balances."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from accrual.domain.ledger import Account, Leg
+from accrual.store import ids
+from accrual.store.database import array_param, insert_rows
+from accrual.store.schema import ledger_entries, ledger_lines
+
+
+@dataclasses.dataclass(frozen=True)
+class Posting:
+    """An entry to post: its kind and source (unique per tenant) make posting it again a no-op."""
+
+    kind: str
+    currency: str
+    legs: tuple[Leg, ...]
+    source_id: uuid.UUID
+    description: str
+    customer_id: uuid.UUID | None = None
+    invoice_id: uuid.UUID | None = None
+
+
+_ENTRIES = """
+INSERT INTO ledger_entries (tenant_id, entry_id, kind, effective_at, customer_id, invoice_id, source_id,
+                            description, created_at)
+SELECT :t, e.entry_id, e.kind, :at, e.customer_id, e.invoice_id, e.source_id, e.description, :at
+  FROM unnest(cast(:entry_ids AS uuid[]), cast(:kinds AS text[]), cast(:customers AS uuid[]),
+              cast(:invoices AS uuid[]), cast(:sources AS uuid[]), cast(:descriptions AS text[]))
+       AS e(entry_id, kind, customer_id, invoice_id, source_id, description)
+ON CONFLICT (tenant_id, kind, source_id) DO NOTHING
+RETURNING entry_id
+"""
+
+
+def post(conn: sa.Connection, *, tenant_id: uuid.UUID, at: dt.datetime, postings: Sequence[Posting]) -> int:
+    """Post entries not posted before (by kind and source), with their lines, in two
+    statements; return how many were new. A posting with no legs left (all zero) posts nothing."""
+    postings = [p for p in postings if p.legs]
+    if not postings:
+        return 0
+    entry_ids = [ids.new_id() for _ in postings]
+    new = set(
+        conn.execute(
+            sa.text(_ENTRIES),
+            {
+                "t": tenant_id,
+                "at": at,
+                "entry_ids": array_param(entry_ids),
+                "kinds": array_param([p.kind for p in postings]),
+                "customers": array_param([p.customer_id for p in postings]),
+                "invoices": array_param([p.invoice_id for p in postings]),
+                "sources": array_param([p.source_id for p in postings]),
+                "descriptions": array_param([p.description for p in postings]),
+            },
+        ).scalars()
+    )
+    rows: list[dict[str, Any]] = [
+        {
+            "tenant_id": tenant_id,
+            "entry_id": entry_id,
+            "line_no": n,
+            "account": leg.account.value,
+            "currency": posting.currency,
+            "amount": leg.amount,
+            "invoice_line_no": leg.invoice_line_no,
+        }
+        for posting, entry_id in zip(postings, entry_ids, strict=True)
+        if entry_id in new
+        for n, leg in enumerate(posting.legs, start=1)
+    ]
+    insert_rows(conn, ledger_lines, rows)
+    return len(new)
+
+
+_lines_of_entry = sa.and_(
+    ledger_lines.c.tenant_id == ledger_entries.c.tenant_id,
+    ledger_lines.c.entry_id == ledger_entries.c.entry_id,
+)
+
+
+def invoice_balances(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, invoice_id: uuid.UUID
+) -> dict[tuple[Account, int | None], int]:
+    """The invoice's balance on every account, by invoice line (None: the invoice as a whole)."""
+    rows = conn.execute(
+        sa.select(ledger_lines.c.account, ledger_lines.c.invoice_line_no, sa.func.sum(ledger_lines.c.amount))
+        .join(ledger_entries, _lines_of_entry)
+        .where(ledger_entries.c.tenant_id == tenant_id, ledger_entries.c.invoice_id == invoice_id)
+        .group_by(ledger_lines.c.account, ledger_lines.c.invoice_line_no)
+    )
+    return {(Account(account), line_no): int(total) for account, line_no, total in rows if int(total) != 0}
+
+
+def trial_balance(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, as_of: dt.datetime | None
+) -> dict[tuple[str, Account], int]:
+    """Every account's balance (debits positive) by currency, of entries effective at or
+    before `as_of` (all of them when None)."""
+    query = (
+        sa.select(ledger_lines.c.currency, ledger_lines.c.account, sa.func.sum(ledger_lines.c.amount))
+        .join(ledger_entries, _lines_of_entry)
+        .where(ledger_lines.c.tenant_id == tenant_id)
+        .group_by(ledger_lines.c.currency, ledger_lines.c.account)
+    )
+    if as_of is not None:
+        query = query.where(ledger_entries.c.effective_at <= as_of)
+    return {(currency, Account(account)): int(total) for currency, account, total in conn.execute(query)}
+
+
+def entries_of(conn: sa.Connection, *, tenant_id: uuid.UUID, invoice_id: uuid.UUID) -> list[sa.Row[Any]]:
+    """The entries posted for an invoice, in order, with their lines (one row per line)."""
+    return list(
+        conn.execute(
+            sa.select(
+                ledger_entries.c.entry_id,
+                ledger_entries.c.kind,
+                ledger_entries.c.source_id,
+                ledger_entries.c.effective_at,
+                ledger_lines.c.line_no,
+                ledger_lines.c.account,
+                ledger_lines.c.currency,
+                ledger_lines.c.amount,
+                ledger_lines.c.invoice_line_no,
+            )
+            .join(ledger_lines, _lines_of_entry)
+            .where(ledger_entries.c.tenant_id == tenant_id, ledger_entries.c.invoice_id == invoice_id)
+            .order_by(ledger_entries.c.effective_at, ledger_entries.c.entry_id, ledger_lines.c.line_no)
+        )
+    )

@@ -1,0 +1,178 @@
+"""The ledger: balanced and append-only by the database, posted once per fact in the fact's
+transaction, and in agreement with the documents it was posted from."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from accrual.domain.ledger import Account, Leg
+from accrual.services import ledger
+from accrual.services.billing import corrections, invoices
+from accrual.services.tenants import CreatedTenant
+from accrual.store import ledger as ledger_store
+from accrual.store.database import Database
+from tests.integration.services.billing.conftest import ACTOR, play
+
+NOW = dt.datetime(2026, 2, 10, tzinfo=dt.UTC)
+
+ENTRY = """
+insert into ledger_entries (tenant_id, entry_id, kind, effective_at, source_id, description, created_at)
+values (:t, :e, 'payment', now(), :e, 'test', now())
+"""
+LINE = """
+insert into ledger_lines (tenant_id, entry_id, line_no, account, currency, amount)
+values (:t, :e, :n, :a, 'USD', :amount)
+"""
+
+
+def _write_entry(db: Database, params: dict[str, Any], lines: list[tuple[str, int]]) -> None:
+    with db.transaction() as conn:
+        conn.execute(sa.text(ENTRY), params)
+        for n, (account, amount) in enumerate(lines, start=1):
+            conn.execute(sa.text(LINE), params | {"n": n, "a": account, "amount": amount})
+
+
+def _sqlstate(error: pytest.ExceptionInfo[sa.exc.DBAPIError]) -> str | None:
+    return getattr(error.value.orig, "sqlstate", None)
+
+
+def test_an_entry_that_does_not_balance_is_refused_at_commit(db: Database, tenant: CreatedTenant) -> None:
+    entry = uuid.uuid4()
+    params = {"t": tenant.tenant.tenant_id, "e": entry, "k": f"test:{entry}"}
+    with pytest.raises(sa.exc.DBAPIError) as caught:
+        _write_entry(db, params, [("cash", 100), ("accounts_receivable", -99)])
+    assert _sqlstate(caught) == "AC002"
+    assert "does not balance" in str(caught.value.orig)
+
+
+def test_lines_may_come_in_any_order_within_the_transaction(db: Database, tenant: CreatedTenant) -> None:
+    entry = uuid.uuid4()
+    params = {"t": tenant.tenant.tenant_id, "e": entry, "k": f"test:{entry}"}
+    with db.transaction() as conn:
+        conn.execute(sa.text(ENTRY), params)
+        conn.execute(sa.text(LINE), params | {"n": 1, "a": "cash", "amount": 100})
+        # Unbalanced between these statements: only the commit counts.
+        conn.execute(sa.text(LINE), params | {"n": 2, "a": "accounts_receivable", "amount": -100})
+    # No line can be added later to a posted entry, even one that would keep it balanced.
+    with pytest.raises(sa.exc.DBAPIError) as caught, db.transaction() as conn:
+        conn.execute(sa.text(LINE), params | {"n": 3, "a": "cash", "amount": 5})
+    assert _sqlstate(caught) == "23503"  # the entry was written by another transaction
+
+
+def test_an_entry_without_lines_is_refused(db: Database, tenant: CreatedTenant) -> None:
+    entry = uuid.uuid4()
+    with pytest.raises(sa.exc.DBAPIError) as caught:
+        _write_entry(db, {"t": tenant.tenant.tenant_id, "e": entry, "k": f"test:{entry}"}, [])
+    assert _sqlstate(caught) == "AC002"
+
+
+def test_lines_may_be_written_in_a_savepoint_of_the_entrys_transaction(
+    db: Database, tenant: CreatedTenant
+) -> None:
+    entry = uuid.uuid4()
+    params = {"t": tenant.tenant.tenant_id, "e": entry, "k": f"test:{entry}"}
+    with db.transaction() as conn:
+        conn.execute(sa.text(ENTRY), params)
+        with conn.begin_nested():
+            conn.execute(sa.text(LINE), params | {"n": 1, "a": "cash", "amount": 3})
+            conn.execute(sa.text(LINE), params | {"n": 2, "a": "customer_credit", "amount": -3})
+
+
+@pytest.mark.parametrize("table", ["ledger_entries", "ledger_lines"])
+@pytest.mark.parametrize("statement", ["update {t} set tenant_id = tenant_id", "delete from {t}"])
+def test_ledger_rows_cannot_be_changed(
+    db: Database, tenant: CreatedTenant, table: str, statement: str
+) -> None:
+    entry = uuid.uuid4()
+    params = {"t": tenant.tenant.tenant_id, "e": entry, "k": f"test:{entry}"}
+    _write_entry(db, params, [("cash", 7), ("customer_credit", -7)])
+    with pytest.raises(sa.exc.DBAPIError) as caught, db.transaction() as conn:
+        conn.execute(sa.text(statement.format(t=table) + " where tenant_id = :t"), params)
+    assert _sqlstate(caught) == "AC001"
+
+
+def test_a_posting_is_posted_once_per_key(db: Database, tenant: CreatedTenant) -> None:
+    tid = tenant.tenant.tenant_id
+    source = uuid.uuid4()
+    posting = ledger_store.Posting(
+        kind="payment",
+        currency="USD",
+        legs=(Leg(Account.CASH, 250), Leg(Account.CUSTOMER_CREDIT, -250)),
+        source_id=source,
+        description="an overpayment",
+    )
+    for expected in (1, 0):
+        with db.transaction() as conn:
+            assert ledger_store.post(conn, tenant_id=tid, at=NOW, postings=[posting]) == expected
+    assert ledger.trial_balance(db, tenant_id=tid)["USD"]["cash"] == Decimal("2.50")
+
+
+def _accounts(played: Any, as_of: dt.datetime | None = None) -> dict[str, Decimal]:
+    balances: dict[str, Decimal] = ledger.trial_balance(played.db, tenant_id=played.tenant_id, as_of=as_of)[
+        "USD"
+    ]
+    return balances
+
+
+def test_an_invoice_finalized_then_paid_in_part_then_voided(db: Database, scenario: dict[str, Any]) -> None:
+    scenario["catalog"] = {**scenario["catalog"], "taxes": [{"code": "T10", "rate": "10"}]}
+    scenario["customers"][0]["tax"] = "T10"
+    played = play(db, scenario)
+    (invoice,) = played.invoices
+    invoice_id = played.invoice_id(invoice["number"])
+    # $50 fee for January, 10% tax: $55 due; the fee's revenue waits in deferred revenue.
+    assert _accounts(played) == {
+        "accounts_receivable": Decimal("55.00"),
+        "deferred_revenue": Decimal("50.00"),
+        "tax_payable": Decimal("5.00"),
+        "cash": Decimal("0.00"),
+        "revenue": Decimal("0.00"),
+        "unbilled_receivable": Decimal("0.00"),
+        "customer_credit": Decimal("0.00"),
+        "contra_revenue": Decimal("0.00"),
+        "bad_debt": Decimal("0.00"),
+    }
+    corrections.record_payment(
+        db, tenant_id=played.tenant_id, invoice=invoice_id, spec={"amount": "20"}, actor=ACTOR, now=NOW
+    )
+    invoices.void_invoice(db, tenant_id=played.tenant_id, invoice_id=invoice_id, actor=ACTOR, now=NOW)
+    after = _accounts(played)
+    assert after["accounts_receivable"] == after["deferred_revenue"] == after["tax_payable"] == 0
+    assert after["cash"] == after["customer_credit"] == Decimal("20.00")  # the payment is now credit
+    # As of before the invoice was finalized, nothing was posted.
+    january = dt.datetime(2026, 1, 31, tzinfo=dt.UTC)
+    assert ledger.trial_balance(db, tenant_id=played.tenant_id, as_of=january) == {}
+    kinds = [e.kind for e in ledger.invoice_entries(db, tenant_id=played.tenant_id, invoice_id=invoice_id)]
+    assert kinds == ["invoice_finalized", "payment", "invoice_voided"]
+
+
+def test_a_write_off_then_a_late_payment_recovers_the_bad_debt(
+    db: Database, scenario: dict[str, Any]
+) -> None:
+    played = play(db, scenario)
+    invoice_id = played.invoice_id(played.invoices[0]["number"])
+    invoices.mark_uncollectible(db, tenant_id=played.tenant_id, invoice_id=invoice_id, actor=ACTOR, now=NOW)
+    written = _accounts(played)
+    assert (written["accounts_receivable"], written["bad_debt"]) == (0, Decimal("50.00"))
+    corrections.create_credit_note(
+        db,
+        tenant_id=played.tenant_id,
+        invoice=invoice_id,
+        spec={"amount": "10", "reason": "goodwill"},
+        actor=ACTOR,
+        now=NOW,
+    )
+    corrections.record_payment(
+        db, tenant_id=played.tenant_id, invoice=invoice_id, spec={}, actor=ACTOR, now=NOW
+    )
+    paid = _accounts(played)
+    assert paid["bad_debt"] == 0
+    assert paid["cash"] == Decimal("40.00")
+    assert paid["deferred_revenue"] == Decimal("40.00")  # $10 of the fee's revenue came back
+    assert ledger.is_balanced(ledger.trial_balance(db, tenant_id=played.tenant_id))
