@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from accrual.services import simulation
+from accrual.domain import money
+from accrual.services import ledger, simulation
 from accrual.services.billing import due
 from accrual.services.registry import default_registry
 from accrual.services.unit_of_work import Actor
@@ -98,3 +99,54 @@ def spy_on_lanes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(due, "_pipelined", spied)
     return pipelined
+
+
+_OWED = """
+select currency, sum(amount_due - amount_paid - amount_credited) from invoices
+ where tenant_id = :t and status = 'open' group by currency
+"""
+_WRITTEN_OFF = """
+select currency, sum(amount_due - amount_paid - amount_credited) from invoices
+ where tenant_id = :t and status = 'uncollectible' group by currency
+"""
+_CREDIT = "select currency, sum(amount) from customer_balance_entries where tenant_id = :t group by currency"
+_CASH = """
+select currency, sum(amount) from payments where tenant_id = :t and outcome = 'succeeded' group by currency
+"""
+_TAX = """
+select i.currency,
+       sum(i.tax) - coalesce(sum((select sum(n.tax) from credit_notes n
+                                   where n.tenant_id = i.tenant_id and n.invoice_id = i.invoice_id)), 0)
+  from invoices i where i.tenant_id = :t and i.number is not null and i.status <> 'void' group by i.currency
+"""
+
+
+def ledger_ties_out(db: Database, tenant_id: uuid.UUID) -> None:
+    """The ledger agrees with the documents it was posted from: receivable with what open
+    invoices still owe, bad debt with what written-off ones do, customer credit with the
+    balances, cash with the payments, tax payable with the tax of unvoided invoices less their
+    credit notes'."""
+    found = ledger.trial_balance(db, tenant_id=tenant_id)
+    assert ledger.is_balanced(found)
+    with db.connect() as conn:
+        expected = {
+            account: {
+                row[0]: int(row[1])
+                for row in conn.execute(sa.text(query), {"t": tenant_id})
+                if row[1] is not None and int(row[1]) != 0
+            }
+            for account, query in (
+                ("accounts_receivable", _OWED),
+                ("bad_debt", _WRITTEN_OFF),
+                ("customer_credit", _CREDIT),
+                ("cash", _CASH),
+                ("tax_payable", _TAX),
+            )
+        }
+    for account, by_currency in expected.items():
+        posted = {
+            code: money.to_minor_units(accounts[account], money.currency(code))
+            for code, accounts in found.items()
+            if accounts[account] != 0
+        }
+        assert posted == by_currency, account
