@@ -15,12 +15,12 @@ them: a run that finds them busy (another thread's run) bills its batches itself
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import multiprocessing
 import threading
 import uuid
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
-from typing import Any
 
 import sqlalchemy as sa
 
@@ -28,7 +28,7 @@ from accrual.services.billing.run import Turn
 from accrual.store.database import Database
 
 # A batch: (tenant, instant, billing point ids).
-Batch = tuple[uuid.UUID, Any, list[uuid.UUID]]
+Batch = tuple[uuid.UUID, dt.datetime, list[uuid.UUID]]
 
 _SPAWN = multiprocessing.get_context("spawn")
 
