@@ -19,7 +19,8 @@ Run: .venv/bin/python bench/usage_latency.py [--preload 10000000] [--rate 10000]
 Uses ACCRUAL_BENCH_DATABASE_URL or ACCRUAL_DATABASE_URL (a server; database
 `accrual_bench_latency` is created there),
 otherwise an embedded PostgreSQL under .accrual/bench-pgdata. Ends with one line to compare:
-`usage_latency rate=... p50_ms=... p95_ms=... p99_ms=... current_usage_p99_ms=...`.
+`usage_latency rate=... p50_ms=... p95_ms=... p99_ms=... current_usage_p99_ms=...` (current usage
+read under the load, then `current_usage_quiet_...` read for 10 s after it).
 """
 
 from __future__ import annotations
@@ -290,6 +291,8 @@ def main() -> None:
                 generator.join()
                 if generator.exitcode != 0:
                     raise SystemExit("the load generator failed")
+                # The same reads once the load has stopped (the rollup worker still folding its tail).
+                quiet = read_durations(port, secret, big, time.monotonic() + 10)
             with db.connect() as conn:
                 stored = conn.execute(
                     sa.text("select count(*) from usage_events where tenant_id = :t and event_id like 'l%'"),
@@ -308,7 +311,9 @@ def main() -> None:
         f"usage_latency rate={rate:.0f} p50_ms={percentile(latencies, 50):.1f} "
         f"p95_ms={percentile(latencies, 95):.1f} p99_ms={percentile(latencies, 99):.1f} "
         f"current_usage_p50_ms={statistics.median(reads) * 1000:.1f} "
-        f"current_usage_p99_ms={percentile(reads, 99):.1f}"
+        f"current_usage_p99_ms={percentile(reads, 99):.1f} "
+        f"current_usage_quiet_p50_ms={statistics.median(quiet) * 1000:.1f} "
+        f"current_usage_quiet_p99_ms={percentile(quiet, 99):.1f}"
     )
 
 
