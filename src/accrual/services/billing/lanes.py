@@ -141,6 +141,14 @@ _BUSY = threading.Lock()
 _started: dict[str, list[Lane]] = {}
 
 
+def shutdown() -> None:
+    """Stop every lane of this process (the next run that needs lanes starts new ones)."""
+    with _BUSY:
+        for url in list(_started):
+            for lane in _started.pop(url):
+                lane.stop()
+
+
 def statements(db: Database) -> int:
     """How many statements this process's lanes for `db`'s database have run in all."""
     return sum(lane.statements for lane in _started.get(db.url, []))

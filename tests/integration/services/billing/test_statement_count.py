@@ -73,11 +73,8 @@ SELECT s.tenant_id, gen_random_uuid(), made.external_id, made.customer_id, s.pla
 """
 
 
-def _billing_run_statements(
-    db: Database, tenant: CreatedTenant, count: int, *, runs: int = 1
-) -> tuple[int, int]:
-    """Set up `count` subscriptions of one tenant due at END, renew them, then count the
-    statements billing them takes (`runs` runs started at once); return (statements, invoices)."""
+def _set_up(db: Database, tenant: CreatedTenant, count: int) -> ClockScope:
+    """`count` subscriptions of one tenant due at END, renewed: their billing points wait."""
     tid = tenant.tenant.tenant_id
     catalog.apply_catalog(db, tenant_id=tid, document=CATALOG, actor=ACTOR, now=START)
     customers.create_customer(
@@ -125,6 +122,25 @@ def _billing_run_statements(
     scope = ClockScope(tenant_id=None, test_clock_id=None)
     while SubscriptionDueWork().run_due(db, scope=scope, at=END):
         pass
+    return scope
+
+
+def _numbered(db: Database, tenant: CreatedTenant) -> int:
+    with db.connect() as conn:
+        return int(
+            conn.execute(
+                sa.text("select count(*) from invoices where tenant_id = :t and number is not null"),
+                {"t": tenant.tenant.tenant_id},
+            ).scalar_one()
+        )
+
+
+def _billing_run_statements(
+    db: Database, tenant: CreatedTenant, count: int, *, runs: int = 1
+) -> tuple[int, int]:
+    """Set up `count` subscriptions of one tenant due at END, renew them, then count the
+    statements billing them takes (`runs` runs started at once); return (statements, invoices)."""
+    scope = _set_up(db, tenant, count)
     statements = 0
 
     def counted(*_: object) -> None:
@@ -147,11 +163,7 @@ def _billing_run_statements(
                     done.result()
     finally:
         sa.event.remove(db.engine, "before_cursor_execute", counted)
-    with db.connect() as conn:
-        invoices = conn.execute(
-            sa.text("select count(*) from invoices where tenant_id = :t and number is not null"), {"t": tid}
-        ).scalar_one()
-    return statements, int(invoices)
+    return statements, _numbered(db, tenant)
 
 
 @pytest.fixture
@@ -221,3 +233,24 @@ def test_two_pipelined_runs_at_once_bill_each_point_once(
     assert invoices == 40
     numbers = sorted(int(number[-6:]) for number, _ in _numbered_in_run_order(db, tenant.tenant.tenant_id))
     assert numbers == list(range(numbers[0], numbers[0] + 40))
+
+
+@pytest.mark.usefixtures("only_this_tenant_due")
+@pytest.mark.parametrize("point", ["composed", "numbered"])
+def test_a_lane_killed_in_a_batch_stops_the_run_and_the_next_run_resumes(
+    db: Database, tenant: CreatedTenant, monkeypatch: pytest.MonkeyPatch, point: str
+) -> None:
+    monkeypatch.setattr("accrual.services.billing.due.BATCH", 6)
+    scope = _set_up(db, tenant, 30)
+    # Lanes started now die (os._exit) at that point of their first batch.
+    lanes.shutdown()
+    monkeypatch.setenv("ACCRUAL_CRASH_AT", point)
+    with pytest.raises(lanes.LaneDied, match="exit code 86"):
+        BillingPointsDue().run_due(db, scope=scope, at=END)
+    assert _numbered(db, tenant) == 0
+    lanes.shutdown()
+    monkeypatch.delenv("ACCRUAL_CRASH_AT")
+    while BillingPointsDue().run_due(db, scope=scope, at=END):
+        pass
+    numbers = [int(number[-6:]) for number, _ in _numbered_in_run_order(db, tenant.tenant.tenant_id)]
+    assert numbers == list(range(numbers[0], numbers[0] + 30))
