@@ -1,7 +1,8 @@
-"""`accrual ledger ...`: the trial balance and an invoice's entries."""
+"""`accrual ledger ...`: the trial balance, receivable aging and an invoice's entries."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -16,6 +17,8 @@ from accrual.cli.common import (
     print_json,
     table,
 )
+from accrual.domain.ledger import AGING_BUCKETS
+from accrual.integrations.system_clock import SYSTEM_CLOCK
 from accrual.services import ledger
 
 ledger_app = typer.Typer(help="The double-entry ledger: trial balance, entries.", no_args_is_help=True)
@@ -54,6 +57,65 @@ def trial_balance(
             [[account, format(amount, "f")] for account, amount in accounts.items()],
         )
     out.print("balanced" if balanced else "NOT BALANCED: debits differ from credits", highlight=False)
+
+
+@ledger_app.command("ar-aging")
+def ar_aging(
+    tenant: TenantOption,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="As of this instant (RFC 3339); default: now.")
+    ] = None,
+    as_json: JsonFlag = False,
+    csv_file: Annotated[
+        Path | None, typer.Option("--csv", help="Write the aging as CSV to this file.")
+    ] = None,
+) -> None:
+    """Accounts receivable per customer by days past due: current, 1-30, 31-60, 61-90, over 90."""
+    tenant_id = parse_uuid(tenant, what="--tenant")
+    instant = parse_instant(as_of, option="--as-of") if as_of is not None else SYSTEM_CLOCK.now()
+    with command_database() as db:
+        aging = ledger.ar_aging(db, tenant_id=tenant_id, as_of=instant)
+    if csv_file is not None:
+        csv_file.write_text(ledger.aging_csv(aging), encoding="utf-8")
+        out.print(f"wrote {csv_file}", highlight=False)
+        return
+    if as_json:
+        print_json(
+            {
+                "as_of": instant.isoformat(),
+                "customers": [
+                    {
+                        "customer": row.customer,
+                        "currency": row.currency,
+                        "buckets": {b: format(v, "f") for b, v in row.buckets.items()},
+                        "total": format(row.total, "f"),
+                    }
+                    for row in aging.customers
+                ],
+                "totals": {
+                    code: {k: format(v, "f") for k, v in totals.items()}
+                    for code, totals in aging.totals().items()
+                },
+            }
+        )
+        return
+    table(
+        f"receivable aging as of {instant.isoformat()}",
+        ["currency", "customer", *AGING_BUCKETS, "total"],
+        [
+            [
+                row.currency,
+                row.customer,
+                *(format(row.buckets[b], "f") for b in AGING_BUCKETS),
+                format(row.total, "f"),
+            ]
+            for row in aging.customers
+        ]
+        + [
+            [code, "(total)", *(format(v, "f") for v in totals.values())]
+            for code, totals in aging.totals().items()
+        ],
+    )
 
 
 @ledger_app.command("entries")

@@ -183,3 +183,21 @@ def voided(invoice_balances: Mapping[tuple[Account, int | None], int]) -> tuple[
 def on_normal_side(account: Account, amount: int) -> int:
     """A balance (debits positive) as reports show it: on the account's normal side."""
     return amount if account.normal_debit else -amount
+
+
+# Accounts receivable aging: days past an invoice's due date, as of an instant.
+AGING_BUCKETS = ("current", "1_30", "31_60", "61_90", "over_90")
+
+
+def aging_bucket(days_past_due: int) -> str:
+    """The aging bucket of an amount this many whole days past its due date (0 or less:
+    not yet due, `current`)."""
+    if days_past_due <= 0:
+        return "current"
+    if days_past_due <= 30:
+        return "1_30"
+    if days_past_due <= 60:
+        return "31_60"
+    if days_past_due <= 90:
+        return "61_90"
+    return "over_90"

@@ -7,8 +7,10 @@ unique per tenant, so posting a fact again posts nothing.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import datetime as dt
+import io
 import uuid
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
@@ -20,6 +22,7 @@ from accrual.domain import ledger, money
 from accrual.domain.invoices import LineCredit
 from accrual.services.billing.views import InvoiceView, LineView
 from accrual.services.unit_of_work import UnitOfWork, read_only
+from accrual.store import customers as customer_store
 from accrual.store import ledger as store
 from accrual.store.database import TransactionSource
 
@@ -212,3 +215,88 @@ def invoice_entries(db: TransactionSource, *, tenant_id: uuid.UUID, invoice_id: 
             else dataclasses.replace(found, lines=(*found.lines, line))
         )
     return list(entries.values())
+
+
+@dataclasses.dataclass(frozen=True)
+class AgingRow:
+    """A customer's receivable in one currency, by aging bucket (`ledger.AGING_BUCKETS`)."""
+
+    customer: str
+    currency: str
+    buckets: dict[str, Decimal]
+
+    @property
+    def total(self) -> Decimal:
+        return sum(self.buckets.values(), Decimal(0))
+
+
+@dataclasses.dataclass(frozen=True)
+class Aging:
+    as_of: dt.datetime
+    customers: list[AgingRow]
+
+    def totals(self) -> dict[str, dict[str, Decimal]]:
+        """Per currency, each bucket's total and `total`: what the trial balance shows as
+        accounts receivable at the same instant."""
+        found: dict[str, dict[str, Decimal]] = {}
+        for row in self.customers:
+            by_bucket = found.setdefault(
+                row.currency, dict.fromkeys((*ledger.AGING_BUCKETS, "total"), Decimal(0))
+            )
+            for bucket, amount in row.buckets.items():
+                by_bucket[bucket] += amount
+            by_bucket["total"] += row.total
+        return found
+
+
+def ar_aging(db: TransactionSource, *, tenant_id: uuid.UUID, as_of: dt.datetime) -> Aging:
+    """Accounts receivable as of an instant, per customer and currency, by whole days past each
+    invoice's due date: current (not yet due), 1–30, 31–60, 61–90, over 90. Read from the
+    ledger, so its totals are the trial balance's receivable at the same instant."""
+    with read_only(db) as conn:
+        rows = store.receivable_by_invoice(conn, tenant_id=tenant_id, as_of=as_of)
+        names = customer_store.external_ids(
+            conn, tenant_id=tenant_id, customer_ids={r.customer_id for r in rows}
+        )
+    found: dict[tuple[str, str], dict[str, int]] = {}
+    for row in rows:
+        days = (as_of - row.due_at) // dt.timedelta(days=1) if row.due_at is not None else 0
+        buckets = found.setdefault(
+            (names[row.customer_id], row.currency), dict.fromkeys(ledger.AGING_BUCKETS, 0)
+        )
+        buckets[ledger.aging_bucket(days)] += int(row.amount)
+    return Aging(
+        as_of=as_of,
+        customers=[
+            AgingRow(
+                customer=customer,
+                currency=code,
+                buckets={
+                    bucket: money.Money(minor=minor, currency=money.currency(code)).amount
+                    for bucket, minor in buckets.items()
+                },
+            )
+            for (customer, code), buckets in sorted(found.items(), key=lambda item: (item[0][1], item[0][0]))
+        ],
+    )
+
+
+def aging_csv(aging: Aging) -> str:
+    """The aging as CSV: a row per customer and currency, then a total row per currency."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["currency", "customer", *ledger.AGING_BUCKETS, "total"])
+    for row in aging.customers:
+        writer.writerow(
+            [
+                row.currency,
+                row.customer,
+                *(format(row.buckets[b], "f") for b in ledger.AGING_BUCKETS),
+                format(row.total, "f"),
+            ]
+        )
+    for code, totals in aging.totals().items():
+        writer.writerow(
+            [code, "(total)", *(format(totals[b], "f") for b in (*ledger.AGING_BUCKETS, "total"))]
+        )
+    return out.getvalue()

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from accrual.domain.ledger import Account, Leg
 from accrual.store import ids
 from accrual.store.database import array_param, insert_rows
-from accrual.store.schema import ledger_entries, ledger_lines
+from accrual.store.schema import invoices, ledger_entries, ledger_lines
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,5 +134,44 @@ def entries_of(conn: sa.Connection, *, tenant_id: uuid.UUID, invoice_id: uuid.UU
             .join(ledger_lines, _lines_of_entry)
             .where(ledger_entries.c.tenant_id == tenant_id, ledger_entries.c.invoice_id == invoice_id)
             .order_by(ledger_entries.c.effective_at, ledger_entries.c.entry_id, ledger_lines.c.line_no)
+        )
+    )
+
+
+def receivable_by_invoice(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, as_of: dt.datetime
+) -> list[sa.Row[Any]]:
+    """Each invoice's accounts-receivable balance as of `as_of` (entries effective by then),
+    where it is not zero: (invoice_id, customer_id, currency, due_at, amount)."""
+    receivable = (
+        sa.select(
+            ledger_entries.c.invoice_id,
+            ledger_lines.c.currency,
+            sa.func.sum(ledger_lines.c.amount).label("amount"),
+        )
+        .join(ledger_entries, _lines_of_entry)
+        .where(
+            ledger_lines.c.tenant_id == tenant_id,
+            ledger_lines.c.account == "accounts_receivable",
+            ledger_entries.c.effective_at <= as_of,
+        )
+        .group_by(ledger_entries.c.invoice_id, ledger_lines.c.currency)
+        .having(sa.func.sum(ledger_lines.c.amount) != 0)
+        .subquery()
+    )
+    return list(
+        conn.execute(
+            sa.select(
+                receivable.c.invoice_id,
+                invoices.c.customer_id,
+                receivable.c.currency,
+                invoices.c.due_at,
+                receivable.c.amount,
+            )
+            .join(
+                invoices,
+                sa.and_(invoices.c.tenant_id == tenant_id, invoices.c.invoice_id == receivable.c.invoice_id),
+            )
+            .order_by(receivable.c.currency, invoices.c.due_at, receivable.c.invoice_id)
         )
     )

@@ -161,3 +161,15 @@ def test_the_ledger_follows_the_invoices(
     missing = client.get("/v1/ledger/invoices/00000000-0000-7000-8000-000000000000/entries", headers=h)
     assert_problem(missing, 404)
     assert second["status"] == "open"
+    # The second invoice (net 30 from February 1) is 12 days past due on March 15.
+    aging = client.get("/v1/ledger/ar_aging", params={"as_of": "2026-03-15T00:00:00Z"}, headers=h)
+    assert aging.status_code == 200, aging.text
+    (row,) = aging.json()["customers"]
+    assert (row["customer"], row["buckets"]["1_30"], row["total"]) == ("acme", "37.20", "37.20")
+    assert aging.json()["totals"]["EUR"]["total"] == eur["accounts_receivable"]
+    as_csv = client.get(
+        "/v1/ledger/ar_aging", params={"as_of": "2026-03-15T00:00:00Z", "format": "csv"}, headers=h
+    )
+    assert as_csv.headers["content-type"].startswith("text/csv")
+    assert as_csv.text.splitlines()[1] == "EUR,acme,0.00,37.20,0.00,0.00,0.00,37.20"
+    assert_problem(client.get("/v1/ledger/ar_aging", params={"format": "xml"}, headers=h), 422)

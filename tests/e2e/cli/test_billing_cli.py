@@ -141,6 +141,15 @@ def test_invoices_commands(cli: CliRunner, db: Database, tmp_path: Path) -> None
     entries = json.loads(run_cli(cli, "ledger", "entries", "--tenant", tenant, invoice_id, "--json"))
     assert [e["kind"] for e in entries] == ["invoice_finalized", "payment"]
     assert "accounts_receivable" in run_cli(cli, "ledger", "entries", "--tenant", tenant, invoice_id)
+    # Paid in full: nothing receivable, at any age.
+    aging = json.loads(
+        run_cli(cli, "ledger", "ar-aging", "--tenant", tenant, "--as-of", "2026-03-01T00:00:00Z", "--json")
+    )
+    assert (aging["customers"], aging["totals"]) == ([], {})
+    csv_file = tmp_path / "aging.csv"
+    run_cli(cli, "ledger", "ar-aging", "--tenant", tenant, "--csv", str(csv_file))
+    assert csv_file.read_text().splitlines() == ["currency,customer,current,1_30,31_60,61_90,over_90,total"]
+    assert "receivable aging" in run_cli(cli, "ledger", "ar-aging", "--tenant", tenant)
 
 
 def test_bill_refuses_a_future_instant(cli: CliRunner) -> None:

@@ -1,12 +1,14 @@
-"""The ledger: the trial balance as of any instant, and an invoice's entries."""
+"""The ledger: the trial balance and receivable aging as of any instant, and an invoice's entries."""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from decimal import Decimal
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from accrual.api.deps import ReadContext, reader
@@ -54,10 +56,7 @@ class EntryOut(BaseModel):
 @router.get("/trial_balance", response_model=TrialBalanceOut, summary="The trial balance as of an instant")
 def trial_balance(ctx: Reader, as_of: dt.datetime | None = None) -> TrialBalanceOut:
     if as_of is not None:
-        try:
-            as_of = require_aware(as_of, name="as_of")
-        except NaiveDatetime as error:
-            raise InvalidInput(str(error), field="as_of") from error
+        as_of = _aware(as_of, "as_of")
     found = ledger.trial_balance(ctx.db, tenant_id=ctx.principal.tenant_id, as_of=as_of)
     return TrialBalanceOut(
         as_of=as_of,
@@ -67,6 +66,72 @@ def trial_balance(ctx: Reader, as_of: dt.datetime | None = None) -> TrialBalance
             for code, accounts in found.items()
         },
     )
+
+
+class AgingRowOut(BaseModel):
+    customer: str = Field(description="The customer's external id.")
+    currency: str
+    buckets: dict[str, str] = Field(
+        description="Receivable by whole days past due: current (not yet due), 1_30, 31_60, 61_90, over_90."
+    )
+    total: str
+
+
+class AgingOut(BaseModel):
+    object: Literal["ar_aging"] = "ar_aging"
+    as_of: dt.datetime
+    customers: list[AgingRowOut]
+    totals: dict[str, dict[str, str]] = Field(
+        description="Per currency, each bucket and `total`: the trial balance's receivable at as_of."
+    )
+
+
+def _aware(value: dt.datetime, name: str) -> dt.datetime:
+    try:
+        return require_aware(value, name=name)
+    except NaiveDatetime as error:
+        raise InvalidInput(str(error), field=name) from error
+
+
+def _text(amount: Decimal) -> str:
+    return format(amount, "f")
+
+
+@router.get(
+    "/ar_aging",
+    response_model=AgingOut,
+    summary="Accounts receivable by days past due, as of an instant (JSON, or CSV with format=csv)",
+    responses={200: {"content": {"text/csv": {}}}},
+)
+def ar_aging(
+    ctx: Reader,
+    as_of: dt.datetime | None = None,
+    as_format: Annotated[Literal["json", "csv"], Query(alias="format")] = "json",
+) -> Response:
+    instant = _aware(as_of, "as_of") if as_of is not None else ctx.now
+    aging = ledger.ar_aging(ctx.db, tenant_id=ctx.principal.tenant_id, as_of=instant)
+    if as_format == "csv":
+        return Response(
+            ledger.aging_csv(aging),
+            media_type="text/csv",
+            headers={"Content-Disposition": 'attachment; filename="ar_aging.csv"'},
+        )
+    body = AgingOut(
+        as_of=instant,
+        customers=[
+            AgingRowOut(
+                customer=row.customer,
+                currency=row.currency,
+                buckets={bucket: _text(amount) for bucket, amount in row.buckets.items()},
+                total=_text(row.total),
+            )
+            for row in aging.customers
+        ],
+        totals={
+            code: {key: _text(v) for key, v in totals.items()} for code, totals in aging.totals().items()
+        },
+    )
+    return Response(body.model_dump_json(), media_type="application/json")
 
 
 @router.get(

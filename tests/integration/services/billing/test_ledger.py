@@ -176,3 +176,48 @@ def test_a_write_off_then_a_late_payment_recovers_the_bad_debt(
     assert paid["cash"] == Decimal("40.00")
     assert paid["deferred_revenue"] == Decimal("40.00")  # $10 of the fee's revenue came back
     assert ledger.is_balanced(ledger.trial_balance(db, tenant_id=played.tenant_id))
+
+
+def test_receivable_ages_by_days_past_due_and_ties_out(db: Database, scenario: dict[str, Any]) -> None:
+    scenario["end"] = "2026-05-01T00:00:00Z"
+    played = play(db, scenario)
+    # $50 for each of January to April, due on receipt on the 1st of February to May.
+    numbers = sorted(i["number"] for i in played.invoices)
+    assert len(numbers) == 4
+    corrections.record_payment(
+        db, tenant_id=played.tenant_id, invoice=played.invoice_id(numbers[2]), spec={}, actor=ACTOR, now=NOW
+    )
+    as_of = dt.datetime(2026, 6, 15, tzinfo=dt.UTC)
+    aging = ledger.ar_aging(db, tenant_id=played.tenant_id, as_of=as_of)
+    (row,) = aging.customers
+    assert (row.customer, row.currency) == ("acme", "USD")
+    # Due Feb 1 and Mar 1: over 90 days; Apr 1 (75 days) paid; May 1: 45 days.
+    assert row.buckets == {
+        "current": Decimal("0.00"),
+        "1_30": Decimal("0.00"),
+        "31_60": Decimal("50.00"),
+        "61_90": Decimal("0.00"),
+        "over_90": Decimal("100.00"),
+    }
+    totals = aging.totals()["USD"]
+    assert (
+        totals["total"]
+        == ledger.trial_balance(db, tenant_id=played.tenant_id, as_of=as_of)["USD"]["accounts_receivable"]
+    )
+    # On the day each fell due, an invoice is current; before any was finalized, nothing is owed.
+    on_may_first = ledger.ar_aging(
+        db, tenant_id=played.tenant_id, as_of=dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
+    )
+    assert on_may_first.customers[0].buckets["current"] == Decimal("50.00")
+    assert (
+        ledger.ar_aging(
+            db, tenant_id=played.tenant_id, as_of=dt.datetime(2026, 1, 15, tzinfo=dt.UTC)
+        ).customers
+        == []
+    )
+    csv_text = ledger.aging_csv(aging)
+    assert csv_text.splitlines() == [
+        "currency,customer,current,1_30,31_60,61_90,over_90,total",
+        "USD,acme,0.00,0.00,50.00,0.00,100.00,150.00",
+        "USD,(total),0.00,0.00,50.00,0.00,100.00,150.00",
+    ]
