@@ -20,7 +20,16 @@ import sqlalchemy as sa
 
 from accrual.api.event_schemas import DATA_MODELS
 from accrual.domain.events import EVENT_TYPES
-from accrual.services import api_keys, catalog, customers, subscriptions, tenants, test_clocks, webhooks
+from accrual.services import (
+    api_keys,
+    catalog,
+    customers,
+    ledger,
+    subscriptions,
+    tenants,
+    test_clocks,
+    webhooks,
+)
 from accrual.services.billing import corrections, invoices
 from accrual.services.registry import default_registry
 from accrual.services.unit_of_work import Actor
@@ -226,6 +235,14 @@ def _invoices(flow: Flow, main: subscriptions.SubscriptionView, b: Any, c: Any, 
     invoices.mark_uncollectible(db, invoice_id=flow.invoice_of(d, "open"), **kw)
 
 
+def _periods(flow: Flow) -> None:
+    """The month before the flow's start closed, and reopened."""
+    kw: dict[str, Any] = {"tenant_id": flow.tid, "actor": MAKER, "now": T0}
+    month = (T0.replace(day=1) - dt.timedelta(days=1)).strftime("%Y-%m")
+    ledger.close_period(flow.db, month=month, **kw)
+    ledger.reopen_period(flow.db, month=month, reason="a correction", **kw)
+
+
 def _usage(flow: Flow) -> None:
     events = intake.parse_events(
         [
@@ -277,6 +294,7 @@ def run_flow(db: Database) -> Flow:
     _invoices(flow, main, b, c, d)
     _subscription_lifecycle(flow, main)
     _usage(flow)
+    _periods(flow)
     flow.advance(T0 + dt.timedelta(days=40))  # the trial ends; the others renew
     return flow
 

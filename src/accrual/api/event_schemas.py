@@ -304,6 +304,14 @@ class CreditNoteData(EventData):
     created_at: Instant
 
 
+class AccountingPeriodData(EventData):
+    month: str = Field(description="YYYY-MM, in the tenant's time zone.")
+    status: Literal["closed", "open"]
+    changed_at: Instant
+    changed_by: str = Field(description="Who closed or reopened it.")
+    reason: str | None = Field(description="Why it was reopened.")
+
+
 class PaymentData(EventData):
     id: uuid.UUID
     customer: str = Field(description="The customer's external id.")
@@ -432,6 +440,8 @@ DATA_MODELS: dict[str, type[BaseModel]] = {
     "payment.succeeded": PaymentData,
     "payment.failed": PaymentData,
     "usage.quarantined": QuarantinedUsageData,
+    "accounting_period.closed": AccountingPeriodData,
+    "accounting_period.reopened": AccountingPeriodData,
     **{f"endpoint.{action}": EndpointData for action in ("created", "updated", "enabled", "disabled")},
     "endpoint.secret_rotated": EndpointSecretRotatedData,
 }

@@ -1,4 +1,5 @@
-"""`accrual ledger ...`: the trial balance, receivable aging and an invoice's entries."""
+"""`accrual ledger ...`: the trial balance, receivable aging, an invoice's entries, and
+closing and reopening accounting months."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import typer
 from accrual.cli.common import (
     JsonFlag,
     TenantOption,
+    cli_actor,
     command_database,
     out,
     parse_instant,
@@ -155,3 +157,60 @@ def entries(
             for a, c, v, n in e.lines
         ],
     )
+
+
+def _period_dict(view: ledger.PeriodView) -> dict[str, object]:
+    return view.snapshot()
+
+
+@ledger_app.command("periods")
+def periods(tenant: TenantOption, as_json: JsonFlag = False) -> None:
+    """Every month ever closed, with its state now."""
+    tenant_id = parse_uuid(tenant, what="--tenant")
+    with command_database() as db:
+        found = ledger.periods(db, tenant_id=tenant_id)
+    if as_json:
+        print_json([_period_dict(p) for p in found])
+        return
+    table(
+        "accounting periods",
+        ["month", "status", "changed at", "by", "reason"],
+        [[p.month, p.status, p.changed_at.isoformat(), p.changed_by, p.reason or ""] for p in found],
+    )
+
+
+@ledger_app.command("close-period")
+def close_period(
+    tenant: TenantOption,
+    month: Annotated[str, typer.Argument(help="YYYY-MM, in the tenant's time zone.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Close an ended month: no ledger entry may be effective in it afterwards."""
+    tenant_id = parse_uuid(tenant, what="--tenant")
+    with command_database() as db:
+        view = ledger.close_period(
+            db, tenant_id=tenant_id, month=month, actor=cli_actor(), now=SYSTEM_CLOCK.now()
+        )
+    if as_json:
+        print_json(_period_dict(view))
+    else:
+        out.print(f"{view.month} closed", highlight=False)
+
+
+@ledger_app.command("reopen-period")
+def reopen_period(
+    tenant: TenantOption,
+    month: Annotated[str, typer.Argument(help="YYYY-MM, in the tenant's time zone.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why it is reopened (audited).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Reopen a closed month, saying why."""
+    tenant_id = parse_uuid(tenant, what="--tenant")
+    with command_database() as db:
+        view = ledger.reopen_period(
+            db, tenant_id=tenant_id, month=month, reason=reason, actor=cli_actor(), now=SYSTEM_CLOCK.now()
+        )
+    if as_json:
+        print_json(_period_dict(view))
+    else:
+        out.print(f"{view.month} reopened: {view.reason}", highlight=False)

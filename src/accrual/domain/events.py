@@ -179,6 +179,14 @@ EVENT_TYPES: Mapping[str, EventType] = _catalogue(
         },
     ),
     (
+        "accounting_period",
+        "accounting_period",
+        {
+            "closed": "An accounting month was closed: no ledger entry may be effective in it.",
+            "reopened": "A closed accounting month was reopened, with the reason.",
+        },
+    ),
+    (
         "usage",
         "usage_event",
         {

@@ -11,19 +11,25 @@ import csv
 import dataclasses
 import datetime as dt
 import io
+import re
+import types
 import uuid
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
 from accrual.domain import ledger, money
+from accrual.domain.errors import Conflict, InvalidInput
 from accrual.domain.invoices import LineCredit
 from accrual.services.billing.views import InvoiceView, LineView
-from accrual.services.unit_of_work import UnitOfWork, read_only
+from accrual.services.unit_of_work import Actor, UnitOfWork, read_only, unit_of_work
 from accrual.store import customers as customer_store
+from accrual.store import ids
 from accrual.store import ledger as store
+from accrual.store import tenants as tenant_store
 from accrual.store.database import TransactionSource
 
 
@@ -58,8 +64,31 @@ def finalized(view: InvoiceView, *, amount_due: int, credit_applied: int) -> sto
     )
 
 
+def _post(uow: UnitOfWork, postings: Sequence[store.Posting]) -> None:
+    """Post facts that happened now; in a closed month, at the start of the next open one."""
+    if not postings:
+        return
+    tz, month, closed = store.posting_month(uow.conn, tenant_id=uow.tenant_id, at=uow.now)
+    if month not in closed:
+        store.post(uow.conn, tenant_id=uow.tenant_id, at=uow.now, postings=postings)
+        return
+    while month in closed:
+        month = _next_month(month)
+    store.post(
+        uow.conn, tenant_id=uow.tenant_id, at=_month_start(month, tz), postings=postings, original_at=uow.now
+    )
+
+
+def _next_month(month: dt.date) -> dt.date:
+    return dt.date(month.year + month.month // 12, month.month % 12 + 1, 1)
+
+
+def _month_start(month: dt.date, tz: str) -> dt.datetime:
+    return dt.datetime(month.year, month.month, 1, tzinfo=ZoneInfo(tz)).astimezone(dt.UTC)
+
+
 def post_finalized(uow: UnitOfWork, postings: Sequence[store.Posting]) -> None:
-    store.post(uow.conn, tenant_id=uow.tenant_id, at=uow.now, postings=postings)
+    _post(uow, postings)
 
 
 def post_payment(
@@ -81,7 +110,7 @@ def post_payment(
         customer_id=invoice.customer_id,
         invoice_id=invoice.invoice_id,
     )
-    store.post(uow.conn, tenant_id=uow.tenant_id, at=uow.now, postings=[posting])
+    _post(uow, [posting])
 
 
 def post_credit_note(
@@ -123,7 +152,7 @@ def post_credit_note(
         customer_id=invoice.customer_id,
         invoice_id=invoice.invoice_id,
     )
-    store.post(uow.conn, tenant_id=uow.tenant_id, at=uow.now, postings=[posting])
+    _post(uow, [posting])
 
 
 def post_written_off(uow: UnitOfWork, invoice: sa.Row[Any]) -> None:
@@ -138,7 +167,7 @@ def post_written_off(uow: UnitOfWork, invoice: sa.Row[Any]) -> None:
         customer_id=invoice.customer_id,
         invoice_id=invoice.invoice_id,
     )
-    store.post(uow.conn, tenant_id=uow.tenant_id, at=uow.now, postings=[posting])
+    _post(uow, [posting])
 
 
 def post_voided(uow: UnitOfWork, invoice: sa.Row[Any]) -> None:
@@ -153,7 +182,7 @@ def post_voided(uow: UnitOfWork, invoice: sa.Row[Any]) -> None:
         customer_id=invoice.customer_id,
         invoice_id=invoice.invoice_id,
     )
-    store.post(uow.conn, tenant_id=uow.tenant_id, at=uow.now, postings=[posting])
+    _post(uow, [posting])
 
 
 def trial_balance(
@@ -300,3 +329,127 @@ def aging_csv(aging: Aging) -> str:
             [code, "(total)", *(format(totals[b], "f") for b in (*ledger.AGING_BUCKETS, "total"))]
         )
     return out.getvalue()
+
+
+# --- accounting periods ------------------------------------------------------------------------
+
+
+class PeriodNotClosable(Conflict):
+    title = "Accounting period cannot do that"
+
+
+@dataclasses.dataclass(frozen=True)
+class PeriodView:
+    """A month's state: closed or open, and its latest change."""
+
+    month: str
+    status: str
+    changed_at: dt.datetime
+    changed_by: str
+    reason: str | None
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "month": self.month,
+            "status": self.status,
+            "changed_at": self.changed_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
+            "changed_by": self.changed_by,
+            "reason": self.reason,
+        }
+
+
+def _month(value: str) -> dt.date:
+    found = re.fullmatch(r"(\d{4})-(\d{2})", value)
+    if found is None or not 1 <= int(found[2]) <= 12:
+        raise InvalidInput(f"month is YYYY-MM, got {value!r}", field="month")
+    return dt.date(int(found[1]), int(found[2]), 1)
+
+
+def _view(row: Any) -> PeriodView:
+    return PeriodView(
+        month=row.month.strftime("%Y-%m"),
+        status="closed" if row.action == "close" else "open",
+        changed_at=row.changed_at,
+        changed_by=row.actor,
+        reason=row.reason,
+    )
+
+
+def _change(
+    db: TransactionSource,
+    *,
+    tenant_id: uuid.UUID,
+    month: str,
+    close: bool,
+    reason: str | None,
+    actor: Actor,
+    now: dt.datetime,
+) -> PeriodView:
+    first = _month(month)
+    with unit_of_work(db, tenant_id=tenant_id, actor=actor, now=now) as uow:
+        store.lock_periods(uow.conn, tenant_id=tenant_id)
+        changes = store.period_changes(uow.conn, tenant_id=tenant_id, month=first)
+        before = _view(changes[-1]) if changes else None
+        closed = before is not None and before.status == "closed"
+        if close and closed:
+            raise PeriodNotClosable(f"{month} is already closed", context={"period_status": "closed"})
+        if not close and not closed:
+            raise PeriodNotClosable(f"{month} is not closed", context={"period_status": "open"})
+        if close:
+            tenant = tenant_store.get(uow.conn, tenant_id)
+            assert tenant is not None  # noqa: S101 - the unit of work's tenant exists
+            if _month_start(_next_month(first), tenant.timezone) > uow.now:
+                raise PeriodNotClosable(
+                    f"{month} has not ended in the tenant's time zone ({tenant.timezone})",
+                    context={"period_status": "open"},
+                )
+        row = {
+            "tenant_id": tenant_id,
+            "change_id": ids.new_id(),
+            "month": first,
+            "action": "close" if close else "reopen",
+            "reason": reason,
+            "actor": str(actor),
+            "changed_at": uow.now,
+        }
+        store.add_period_change(uow.conn, row)
+        after = _view(types.SimpleNamespace(**row))
+        uow.changed(
+            "accounting_period.closed" if close else "accounting_period.reopened",
+            entity_type="accounting_period",
+            entity_id=after.month,
+            before=before.snapshot() if before else None,
+            after=after.snapshot(),
+        )
+        return after
+
+
+def close_period(
+    db: TransactionSource, *, tenant_id: uuid.UUID, month: str, actor: Actor, now: dt.datetime
+) -> PeriodView:
+    """Close a month (YYYY-MM, in the tenant's time zone) that has ended: no entry may be
+    effective in it afterwards; a fact that falls in it is posted at the start of the next
+    open month, with its own instant kept. Raises `PeriodNotClosable` when it is closed
+    already or has not ended, `InvalidInput` for a malformed month."""
+    return _change(db, tenant_id=tenant_id, month=month, close=True, reason=None, actor=actor, now=now)
+
+
+def reopen_period(
+    db: TransactionSource, *, tenant_id: uuid.UUID, month: str, reason: str, actor: Actor, now: dt.datetime
+) -> PeriodView:
+    """Reopen a closed month, saying why (audited, like the close)."""
+    if not isinstance(reason, str) or not 1 <= len(reason.strip()) <= 500:
+        raise InvalidInput("reason is text of 1 to 500 characters", field="/reason")
+    return _change(
+        db, tenant_id=tenant_id, month=month, close=False, reason=reason.strip(), actor=actor, now=now
+    )
+
+
+def periods(db: TransactionSource, *, tenant_id: uuid.UUID) -> list[PeriodView]:
+    """Every month ever closed, with its state now (its latest change), oldest first."""
+    with read_only(db) as conn:
+        changes = store.period_changes(conn, tenant_id=tenant_id)
+    latest: dict[dt.date, sa.Row[Any]] = {}
+    for row in changes:
+        latest[row.month] = row
+    return [_view(row) for _, row in sorted(latest.items())]

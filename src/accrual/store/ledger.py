@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from accrual.domain.ledger import Account, Leg
 from accrual.store import ids
 from accrual.store.database import array_param, insert_rows
-from accrual.store.schema import invoices, ledger_entries, ledger_lines
+from accrual.store.schema import accounting_period_changes, invoices, ledger_entries, ledger_lines
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,8 +31,9 @@ class Posting:
 
 _ENTRIES = """
 INSERT INTO ledger_entries (tenant_id, entry_id, kind, effective_at, customer_id, invoice_id, source_id,
-                            description, created_at)
-SELECT :t, e.entry_id, e.kind, :at, e.customer_id, e.invoice_id, e.source_id, e.description, :at
+                            description, created_at, original_effective_at)
+SELECT :t, e.entry_id, e.kind, :at, e.customer_id, e.invoice_id, e.source_id, e.description, :at,
+       cast(:original AS timestamptz)
   FROM unnest(cast(:entry_ids AS uuid[]), cast(:kinds AS text[]), cast(:customers AS uuid[]),
               cast(:invoices AS uuid[]), cast(:sources AS uuid[]), cast(:descriptions AS text[]))
        AS e(entry_id, kind, customer_id, invoice_id, source_id, description)
@@ -41,9 +42,18 @@ RETURNING entry_id
 """
 
 
-def post(conn: sa.Connection, *, tenant_id: uuid.UUID, at: dt.datetime, postings: Sequence[Posting]) -> int:
+def post(
+    conn: sa.Connection,
+    *,
+    tenant_id: uuid.UUID,
+    at: dt.datetime,
+    postings: Sequence[Posting],
+    original_at: dt.datetime | None = None,
+) -> int:
     """Post entries not posted before (by kind and source), with their lines, in two
-    statements; return how many were new. A posting with no legs left (all zero) posts nothing."""
+    statements; return how many were new. A posting with no legs left (all zero) posts nothing.
+    `original_at`: when the facts happened, when that was in a closed month (`at` is then the
+    start of the next open one)."""
     postings = [p for p in postings if p.legs]
     if not postings:
         return 0
@@ -54,6 +64,7 @@ def post(conn: sa.Connection, *, tenant_id: uuid.UUID, at: dt.datetime, postings
             {
                 "t": tenant_id,
                 "at": at,
+                "original": original_at,
                 "entry_ids": array_param(entry_ids),
                 "kinds": array_param([p.kind for p in postings]),
                 "customers": array_param([p.customer_id for p in postings]),
@@ -175,3 +186,55 @@ def receivable_by_invoice(
             .order_by(receivable.c.currency, invoices.c.due_at, receivable.c.invoice_id)
         )
     )
+
+
+# --- accounting periods ------------------------------------------------------------------------
+
+# First key of the advisory lock a period change takes exclusively and every posting statement
+# shares (migration 0009_period_close).
+PERIOD_LOCK_NAMESPACE = 0x50_45_52
+
+_POSTING_MONTH = """
+WITH m AS (
+    SELECT t.timezone, date_trunc('month', cast(:at AS timestamptz) AT TIME ZONE t.timezone)::date AS month
+      FROM tenants t WHERE t.tenant_id = :t
+)
+SELECT m.timezone, m.month,
+       ARRAY(SELECT x.month FROM (SELECT DISTINCT ON (c.month) c.month, c.action
+                                   FROM accounting_period_changes c
+                                  WHERE c.tenant_id = :t AND c.month >= m.month
+                                  ORDER BY c.month, c.change_id DESC) x
+              WHERE x.action = 'close' ORDER BY x.month) AS closed
+  FROM m
+"""
+
+
+def posting_month(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, at: dt.datetime
+) -> tuple[str, dt.date, list[dt.date]]:
+    """The tenant's time zone, the month `at` falls in there, and the closed months from it on."""
+    row = conn.execute(sa.text(_POSTING_MONTH), {"t": tenant_id, "at": at}).one()
+    return row.timezone, row.month, list(row.closed)
+
+
+def lock_periods(conn: sa.Connection, *, tenant_id: uuid.UUID) -> None:
+    """Wait for postings in flight, and keep new ones waiting until this transaction ends."""
+    conn.execute(
+        sa.select(sa.func.pg_advisory_xact_lock(PERIOD_LOCK_NAMESPACE, sa.func.hashtext(str(tenant_id))))
+    )
+
+
+def period_changes(
+    conn: sa.Connection, *, tenant_id: uuid.UUID, month: dt.date | None = None
+) -> list[sa.Row[Any]]:
+    """Closes and reopens, by month then in order (of one month, when given)."""
+    query = sa.select(accounting_period_changes).where(accounting_period_changes.c.tenant_id == tenant_id)
+    if month is not None:
+        query = query.where(accounting_period_changes.c.month == month)
+    return list(
+        conn.execute(query.order_by(accounting_period_changes.c.month, accounting_period_changes.c.change_id))
+    )
+
+
+def add_period_change(conn: sa.Connection, values: Mapping[str, Any]) -> None:
+    conn.execute(sa.insert(accounting_period_changes).values(dict(values)))

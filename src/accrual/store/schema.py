@@ -987,6 +987,8 @@ ledger_entries = sa.Table(
     sa.Column("created_at", TIMESTAMP, nullable=False),
     # The writing transaction: only it may write the entry's lines.
     sa.Column("xid", Xid8, nullable=False, server_default=sa.text("pg_current_xact_id()")),
+    # When the fact happened, when that fell in a closed month (posted in the next open one).
+    sa.Column("original_effective_at", TIMESTAMP, nullable=True),
     sa.PrimaryKeyConstraint("tenant_id", "entry_id", name="pk_ledger_entries"),
     _tenant_fk("ledger_entries"),
     sa.UniqueConstraint("tenant_id", "entry_id", "xid", name="uq_ledger_entries_tenant_id_entry_id_xid"),
@@ -997,6 +999,26 @@ ledger_entries = sa.Table(
         name="known_kind",
     ),
     sa.Index("ix_ledger_entries_tenant_id_invoice_id", "tenant_id", "invoice_id"),
+)
+
+# Closes and reopens of accounting months (migration 0009_period_close): a month's state is its
+# latest change; no ledger entry may be effective in a closed month.
+accounting_period_changes = sa.Table(
+    "accounting_period_changes",
+    metadata,
+    _tenant_id(),
+    sa.Column("change_id", sa.Uuid, nullable=False),
+    sa.Column("month", sa.Date, nullable=False),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("changed_at", TIMESTAMP, nullable=False),
+    sa.PrimaryKeyConstraint("tenant_id", "change_id", name="pk_accounting_period_changes"),
+    _tenant_fk("accounting_period_changes"),
+    sa.CheckConstraint("extract(day FROM month) = 1", name="first_of_month"),
+    sa.CheckConstraint("action IN ('close', 'reopen')", name="known_action"),
+    sa.CheckConstraint("action = 'close' OR reason IS NOT NULL", name="reopen_has_reason"),
+    sa.Index("ix_accounting_period_changes_tenant_id_month", "tenant_id", "month", "change_id"),
 )
 
 ledger_lines = sa.Table(
@@ -1178,4 +1200,5 @@ APPEND_ONLY_TABLES = (
     "webhook_attempts",
     "ledger_entries",
     "ledger_lines",
+    "accounting_period_changes",
 )

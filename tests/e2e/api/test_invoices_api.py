@@ -173,3 +173,24 @@ def test_the_ledger_follows_the_invoices(
     assert as_csv.headers["content-type"].startswith("text/csv")
     assert as_csv.text.splitlines()[1] == "EUR,acme,0.00,37.20,0.00,0.00,0.00,37.20"
     assert_problem(client.get("/v1/ledger/ar_aging", params={"format": "xml"}, headers=h), 422)
+
+
+def test_accounting_months_close_and_reopen(client: TestClient, tenant: CreatedTenant) -> None:
+    h = auth(tenant.admin_key.secret)
+    closed = client.post("/v1/ledger/periods/2026-01/close", headers=h)
+    assert closed.status_code == 200, closed.text
+    assert (closed.json()["month"], closed.json()["status"]) == ("2026-01", "closed")
+    assert_problem(client.post("/v1/ledger/periods/2026-01/close", headers=h), 409)
+    assert_problem(client.post("/v1/ledger/periods/2026-1/close", headers=h), 422)
+    assert_problem(client.post("/v1/ledger/periods/2999-01/close", headers=h), 409)
+    assert_problem(
+        client.post("/v1/ledger/periods/2026-01/reopen", json={}, headers=h), 422, pointer="#/reason"
+    )
+    reopened = client.post(
+        "/v1/ledger/periods/2026-01/reopen", json={"reason": "audit adjustment"}, headers=h
+    )
+    assert reopened.json()["status"] == "open"
+    listed = client.get("/v1/ledger/periods", headers=h).json()
+    assert [(p["month"], p["status"], p["reason"]) for p in listed] == [
+        ("2026-01", "open", "audit adjustment")
+    ]

@@ -150,6 +150,14 @@ def test_invoices_commands(cli: CliRunner, db: Database, tmp_path: Path) -> None
     run_cli(cli, "ledger", "ar-aging", "--tenant", tenant, "--csv", str(csv_file))
     assert csv_file.read_text().splitlines() == ["currency,customer,current,1_30,31_60,61_90,over_90,total"]
     assert "receivable aging" in run_cli(cli, "ledger", "ar-aging", "--tenant", tenant)
+    assert "2025-12 closed" in run_cli(cli, "ledger", "close-period", "--tenant", tenant, "2025-12")
+    assert "already closed" in run_cli(cli, "ledger", "close-period", "--tenant", tenant, "2025-12", code=1)
+    reopened = json.loads(
+        run_cli(cli, "ledger", "reopen-period", "--tenant", tenant, "2025-12", "--reason", "typo", "--json")
+    )
+    assert (reopened["status"], reopened["reason"]) == ("open", "typo")
+    periods = json.loads(run_cli(cli, "ledger", "periods", "--tenant", tenant, "--json"))
+    assert [p["month"] for p in periods] == ["2025-12"]
 
 
 def test_bill_refuses_a_future_instant(cli: CliRunner) -> None:

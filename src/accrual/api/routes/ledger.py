@@ -1,4 +1,5 @@
-"""The ledger: the trial balance and receivable aging as of any instant, and an invoice's entries."""
+"""The ledger: the trial balance and receivable aging as of any instant, an invoice's entries,
+and closing and reopening accounting months."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from accrual.api.deps import ReadContext, reader
+from accrual.api.deps import ReadContext, WriteContext, reader, writer
+from accrual.api.schemas import Request
 from accrual.domain.access import Scope
 from accrual.domain.clock import NaiveDatetime, require_aware
 from accrual.domain.errors import InvalidInput
@@ -154,3 +156,71 @@ def invoice_entries(invoice_id: uuid.UUID, ctx: Reader) -> list[EntryOut]:
         )
         for entry in ledger.invoice_entries(ctx.db, tenant_id=ctx.principal.tenant_id, invoice_id=invoice_id)
     ]
+
+
+class PeriodOut(BaseModel):
+    object: Literal["accounting_period"] = "accounting_period"
+    month: str = Field(description="YYYY-MM, in the tenant's time zone.")
+    status: Literal["closed", "open"]
+    changed_at: dt.datetime
+    changed_by: str
+    reason: str | None = Field(description="Why it was reopened.")
+
+    @classmethod
+    def of(cls, view: ledger.PeriodView) -> PeriodOut:
+        return cls(
+            month=view.month,
+            status="closed" if view.status == "closed" else "open",
+            changed_at=view.changed_at,
+            changed_by=view.changed_by,
+            reason=view.reason,
+        )
+
+
+class PeriodReopen(Request):
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        json_schema_extra={"examples": [{"reason": "late bank file"}]},
+    )
+
+    reason: str = Field(description="Why the month is reopened (1 to 500 characters); audited.")
+
+
+Admin = Annotated[WriteContext, Depends(writer(Scope.ADMIN))]
+
+
+@router.get("/periods", response_model=list[PeriodOut], summary="Every month ever closed, with its state now")
+def list_periods(ctx: Reader) -> list[PeriodOut]:
+    return [PeriodOut.of(p) for p in ledger.periods(ctx.db, tenant_id=ctx.principal.tenant_id)]
+
+
+@router.post(
+    "/periods/{month}/close",
+    response_model=PeriodOut,
+    summary="Close an ended month (YYYY-MM): no ledger entry may be effective in it afterwards",
+)
+def close_period(month: str, ctx: Admin) -> Response:
+    return ctx.run(
+        lambda db: PeriodOut.of(
+            ledger.close_period(
+                db, tenant_id=ctx.principal.tenant_id, month=month, actor=ctx.principal.actor, now=ctx.now
+            )
+        )
+    )
+
+
+@router.post("/periods/{month}/reopen", response_model=PeriodOut, summary="Reopen a closed month, saying why")
+def reopen_period(month: str, body: PeriodReopen, ctx: Admin) -> Response:
+    return ctx.run(
+        lambda db: PeriodOut.of(
+            ledger.reopen_period(
+                db,
+                tenant_id=ctx.principal.tenant_id,
+                month=month,
+                reason=body.reason,
+                actor=ctx.principal.actor,
+                now=ctx.now,
+            )
+        )
+    )

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from accrual.domain.errors import InvalidInput
 from accrual.domain.ledger import Account, Leg
 from accrual.services import ledger
 from accrual.services.billing import corrections, invoices
@@ -221,3 +222,79 @@ def test_receivable_ages_by_days_past_due_and_ties_out(db: Database, scenario: d
         "USD,acme,0.00,0.00,50.00,0.00,100.00,150.00",
         "USD,(total),0.00,0.00,50.00,0.00,100.00,150.00",
     ]
+
+
+def test_a_closed_month_takes_no_entry_in_the_database(db: Database, tenant: CreatedTenant) -> None:
+    tid = tenant.tenant.tenant_id
+    ledger.close_period(db, tenant_id=tid, month="2026-01", actor=ACTOR, now=NOW)
+    entry = uuid.uuid4()
+    with pytest.raises(sa.exc.DBAPIError) as caught, db.transaction() as conn:
+        conn.execute(
+            sa.text(
+                "insert into ledger_entries (tenant_id, entry_id, kind, effective_at, source_id, "
+                "description, created_at) "
+                "values (:t, :e, 'payment', '2026-01-15T00:00:00Z', :e, 'backdated', now())"
+            ),
+            {"t": tid, "e": entry},
+        )
+    assert _sqlstate(caught) == "AC003"
+
+
+def test_a_fact_in_a_closed_month_posts_in_the_next_open_one(db: Database, scenario: dict[str, Any]) -> None:
+    played = play(db, scenario)
+    tid = played.tenant_id
+    invoice_id = played.invoice_id(played.invoices[0]["number"])
+    march = dt.datetime(2026, 3, 5, tzinfo=dt.UTC)
+    closed = ledger.close_period(db, tenant_id=tid, month="2026-02", actor=ACTOR, now=march)
+    assert (closed.month, closed.status) == ("2026-02", "closed")
+    # The customer's test clock stands at February 1: the payment happens in the closed month.
+    corrections.record_payment(
+        db, tenant_id=tid, invoice=invoice_id, spec={"amount": "20"}, actor=ACTOR, now=march
+    )
+    with db.connect() as conn:
+        posted = conn.execute(
+            sa.text(
+                "select effective_at, original_effective_at from ledger_entries "
+                "where tenant_id = :t and kind = 'payment'"
+            ),
+            {"t": tid},
+        ).one()
+    assert posted.effective_at == dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    assert posted.original_effective_at == dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
+    end_of_february = dt.datetime(2026, 2, 28, 23, 59, tzinfo=dt.UTC)
+    assert ledger.trial_balance(db, tenant_id=tid, as_of=end_of_february)["USD"]["cash"] == 0
+    # Reopened (with a reason), February takes postings again.
+    reopened = ledger.reopen_period(
+        db, tenant_id=tid, month="2026-02", reason="late bank file", actor=ACTOR, now=march
+    )
+    assert (reopened.status, reopened.reason) == ("open", "late bank file")
+    corrections.record_payment(db, tenant_id=tid, invoice=invoice_id, spec={}, actor=ACTOR, now=march)
+    assert ledger.trial_balance(db, tenant_id=tid, as_of=end_of_february)["USD"]["cash"] == Decimal("30.00")
+    assert [(p.month, p.status) for p in ledger.periods(db, tenant_id=tid)] == [("2026-02", "open")]
+    kinds = played.rows(
+        "select event_type from outbox_events where tenant_id = :t and entity_type = 'accounting_period' "
+        "order by seq"
+    )
+    assert [k.event_type for k in kinds] == ["accounting_period.closed", "accounting_period.reopened"]
+
+
+def test_what_a_period_refuses(db: Database, tenant: CreatedTenant) -> None:
+    tid = tenant.tenant.tenant_id
+    with pytest.raises(ledger.PeriodNotClosable, match="has not ended"):
+        ledger.close_period(db, tenant_id=tid, month="2026-02", actor=ACTOR, now=NOW)
+    ledger.close_period(db, tenant_id=tid, month="2026-01", actor=ACTOR, now=NOW)
+    with pytest.raises(ledger.PeriodNotClosable, match="already closed"):
+        ledger.close_period(db, tenant_id=tid, month="2026-01", actor=ACTOR, now=NOW)
+    with pytest.raises(ledger.PeriodNotClosable, match="not closed"):
+        ledger.reopen_period(db, tenant_id=tid, month="2025-12", reason="x", actor=ACTOR, now=NOW)
+    with pytest.raises(InvalidInput) as bad_reason:
+        ledger.reopen_period(db, tenant_id=tid, month="2026-01", reason="  ", actor=ACTOR, now=NOW)
+    assert bad_reason.value.field == "/reason"
+    for month in ("2026-13", "2026-1", "January"):
+        with pytest.raises(InvalidInput) as bad_month:
+            ledger.close_period(db, tenant_id=tid, month=month, actor=ACTOR, now=NOW)
+        assert bad_month.value.field == "month"
+    # A period change is a fact too: the database keeps it.
+    with pytest.raises(sa.exc.DBAPIError) as caught, db.transaction() as conn:
+        conn.execute(sa.text("delete from accounting_period_changes where tenant_id = :t"), {"t": tid})
+    assert _sqlstate(caught) == "AC001"
