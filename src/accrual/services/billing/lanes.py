@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 import multiprocessing
 import threading
 import uuid
@@ -62,6 +63,11 @@ def _serve(conn: Connection, url: str, application_name: str) -> None:
     """A lane's life: bill each batch the run sends, until the run's process goes."""
     from accrual.services.billing import due  # noqa: PLC0415 - due imports this module
 
+    # A batch allocates hundreds of thousands of short-lived objects and keeps no cycles: what
+    # was imported stays out of the collector's way, and it runs less often (as the server does).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
     db = Database(url, pool_size=2, application_name=application_name)
     statements = 0
 
