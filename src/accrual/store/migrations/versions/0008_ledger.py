@@ -6,12 +6,13 @@ Create Date: 2026-11-25
 
 An entry is one financial fact (an invoice finalized, a payment, a credit note, a void, a
 write-off), posted in the transaction of its source; its kind and source (the invoice,
-payment or credit note) are unique per tenant, so a replay posts nothing twice. Its lines are amounts in integer minor units on the
-tenant's accounts, debits positive and credits negative. Only the transaction that wrote an
-entry can write its lines (a foreign key on the entry and the writing transaction's id), and a
-deferred constraint trigger checks at commit that every entry has lines that sum to zero per
-currency, whatever order the transaction wrote them in (SQLSTATE AC002 otherwise); row and
-statement triggers refuse any UPDATE, DELETE or TRUNCATE of either table.
+payment or credit note) are unique per tenant, so a replay posts nothing twice. Its lines
+are amounts in integer minor units on the tenant's accounts, debits positive and credits
+negative. Only the transaction that wrote an entry can write its lines (a foreign key on the
+entry and the writing transaction's id), and a deferred constraint trigger checks at commit
+that every entry has lines that sum to zero per currency, whatever order the transaction
+wrote them in (SQLSTATE AC002 otherwise); row and statement triggers refuse any UPDATE,
+DELETE or TRUNCATE of either table.
 """
 
 from __future__ import annotations
