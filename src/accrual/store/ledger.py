@@ -32,8 +32,8 @@ class Posting:
 _ENTRIES = """
 INSERT INTO ledger_entries (tenant_id, entry_id, kind, effective_at, customer_id, invoice_id, source_id,
                             description, created_at, original_effective_at)
-SELECT :t, e.entry_id, e.kind, :at, e.customer_id, e.invoice_id, e.source_id, e.description, :at,
-       cast(:original AS timestamptz)
+SELECT :t, e.entry_id, e.kind, :at, e.customer_id, e.invoice_id, e.source_id, e.description,
+       coalesce(cast(:original AS timestamptz), :at), cast(:original AS timestamptz)
   FROM unnest(cast(:entry_ids AS uuid[]), cast(:kinds AS text[]), cast(:customers AS uuid[]),
               cast(:invoices AS uuid[]), cast(:sources AS uuid[]), cast(:descriptions AS text[]))
        AS e(entry_id, kind, customer_id, invoice_id, source_id, description)
