@@ -1210,10 +1210,23 @@ def get_subscription(
     external_id: str | None = None,
 ) -> SubscriptionView:
     with read_only(db) as conn:
-        row = store.get(conn, tenant_id=tenant_id, subscription_id=subscription_id, external_id=external_id)
-        if row is None:
-            raise SubscriptionNotFound(f"no subscription {subscription_id or external_id}")
-        return _views(conn, [row])[0]
+        return subscription_on(
+            conn, tenant_id=tenant_id, subscription_id=subscription_id, external_id=external_id
+        )
+
+
+def subscription_on(
+    conn: sa.Connection,
+    *,
+    tenant_id: uuid.UUID,
+    subscription_id: uuid.UUID | None = None,
+    external_id: str | None = None,
+) -> SubscriptionView:
+    """`get_subscription` within a transaction the caller holds (a snapshot, say)."""
+    row = store.get(conn, tenant_id=tenant_id, subscription_id=subscription_id, external_id=external_id)
+    if row is None:
+        raise SubscriptionNotFound(f"no subscription {subscription_id or external_id}")
+    return _views(conn, [row])[0]
 
 
 def list_subscriptions(
