@@ -4,6 +4,7 @@ transaction, and in agreement with the documents it was posted from."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -298,3 +299,32 @@ def test_what_a_period_refuses(db: Database, tenant: CreatedTenant) -> None:
     with pytest.raises(sa.exc.DBAPIError) as caught, db.transaction() as conn:
         conn.execute(sa.text("delete from accounting_period_changes where tenant_id = :t"), {"t": tid})
     assert _sqlstate(caught) == "AC001"
+
+
+def test_a_close_waits_for_postings_in_flight(db: Database, tenant: CreatedTenant) -> None:
+    tid = tenant.tenant.tenant_id
+    source = uuid.uuid4()
+    posting = ledger_store.Posting(
+        kind="payment",
+        currency="USD",
+        legs=(Leg(Account.CASH, 100), Leg(Account.CUSTOMER_CREDIT, -100)),
+        source_id=source,
+        description="in flight",
+    )
+    january = dt.datetime(2026, 1, 20, tzinfo=dt.UTC)
+    closed = threading.Event()
+
+    def close_january() -> None:
+        ledger.close_period(db, tenant_id=tid, month="2026-01", actor=ACTOR, now=NOW)
+        closed.set()
+
+    with db.transaction() as conn:
+        ledger_store.post(conn, tenant_id=tid, at=january, postings=[posting])
+        closer = threading.Thread(target=close_january)
+        closer.start()
+        # The close waits on the posting's lock: January is not closed under it.
+        assert not closed.wait(timeout=1.0)
+    closer.join(timeout=10)
+    assert closed.is_set()
+    assert ledger.trial_balance(db, tenant_id=tid, as_of=january)["USD"]["cash"] == Decimal("1.00")
+    assert [(p.month, p.status) for p in ledger.periods(db, tenant_id=tid)] == [("2026-01", "closed")]
