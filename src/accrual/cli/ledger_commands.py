@@ -82,24 +82,7 @@ def ar_aging(
         out.print(f"wrote {csv_file}", highlight=False)
         return
     if as_json:
-        print_json(
-            {
-                "as_of": instant.isoformat(),
-                "customers": [
-                    {
-                        "customer": row.customer,
-                        "currency": row.currency,
-                        "buckets": {b: format(v, "f") for b, v in row.buckets.items()},
-                        "total": format(row.total, "f"),
-                    }
-                    for row in aging.customers
-                ],
-                "totals": {
-                    code: {k: format(v, "f") for k, v in totals.items()}
-                    for code, totals in aging.totals().items()
-                },
-            }
-        )
+        print_json(aging.snapshot() | {"as_of": instant.isoformat()})
         return
     table(
         f"receivable aging as of {instant.isoformat()}",
@@ -159,10 +142,6 @@ def entries(
     )
 
 
-def _period_dict(view: ledger.PeriodView) -> dict[str, object]:
-    return view.snapshot()
-
-
 @ledger_app.command("periods")
 def periods(tenant: TenantOption, as_json: JsonFlag = False) -> None:
     """Every month ever closed, with its state now."""
@@ -170,7 +149,7 @@ def periods(tenant: TenantOption, as_json: JsonFlag = False) -> None:
     with command_database() as db:
         found = ledger.periods(db, tenant_id=tenant_id)
     if as_json:
-        print_json([_period_dict(p) for p in found])
+        print_json([p.snapshot() for p in found])
         return
     table(
         "accounting periods",
@@ -192,7 +171,7 @@ def close_period(
             db, tenant_id=tenant_id, month=month, actor=cli_actor(), now=SYSTEM_CLOCK.now()
         )
     if as_json:
-        print_json(_period_dict(view))
+        print_json(view.snapshot())
     else:
         out.print(f"{view.month} closed", highlight=False)
 
@@ -211,6 +190,6 @@ def reopen_period(
             db, tenant_id=tenant_id, month=month, reason=reason, actor=cli_actor(), now=SYSTEM_CLOCK.now()
         )
     if as_json:
-        print_json(_period_dict(view))
+        print_json(view.snapshot())
     else:
         out.print(f"{view.month} reopened: {view.reason}", highlight=False)

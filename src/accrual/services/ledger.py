@@ -16,7 +16,7 @@ import types
 import uuid
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from accrual.domain import ledger, money
 from accrual.domain.errors import Conflict, InvalidInput
 from accrual.domain.invoices import LineCredit
-from accrual.services.billing.views import InvoiceView, LineView
+from accrual.services.billing.views import InvoiceView, LineView, stamp
 from accrual.services.unit_of_work import Actor, UnitOfWork, read_only, unit_of_work
 from accrual.store import customers as customer_store
 from accrual.store import ids
@@ -91,6 +91,28 @@ def post_finalized(uow: UnitOfWork, postings: Sequence[store.Posting]) -> None:
     _post(uow, postings)
 
 
+def _post_about(
+    uow: UnitOfWork,
+    invoice: sa.Row[Any],
+    *,
+    kind: str,
+    source_id: uuid.UUID,
+    description: str,
+    legs: tuple[ledger.Leg, ...],
+) -> None:
+    """Post a fact about a finalized invoice (its row)."""
+    posting = store.Posting(
+        kind=kind,
+        currency=invoice.currency,
+        legs=legs,
+        source_id=source_id,
+        description=description,
+        customer_id=invoice.customer_id,
+        invoice_id=invoice.invoice_id,
+    )
+    _post(uow, [posting])
+
+
 def post_payment(
     uow: UnitOfWork,
     invoice: sa.Row[Any],
@@ -101,16 +123,14 @@ def post_payment(
     written_off: bool,
 ) -> None:
     """A successful payment on `invoice` (its row before the payment)."""
-    posting = store.Posting(
+    _post_about(
+        uow,
+        invoice,
         kind="payment",
-        currency=invoice.currency,
-        legs=ledger.payment(to_invoice=to_invoice, to_balance=to_balance, written_off=written_off),
         source_id=payment_id,
         description=f"payment on invoice {invoice.number}",
-        customer_id=invoice.customer_id,
-        invoice_id=invoice.invoice_id,
+        legs=ledger.payment(to_invoice=to_invoice, to_balance=to_balance, written_off=written_off),
     )
-    _post(uow, [posting])
 
 
 def post_credit_note(
@@ -143,46 +163,41 @@ def post_credit_note(
         )
         for c in credits
     ]
-    posting = store.Posting(
+    legs = ledger.credit_note(lines, to_invoice=to_invoice, to_balance=to_balance, written_off=written_off)
+    _post_about(
+        uow,
+        invoice,
         kind="credit_note",
-        currency=currency.code,
-        legs=ledger.credit_note(lines, to_invoice=to_invoice, to_balance=to_balance, written_off=written_off),
         source_id=credit_note_id,
         description=f"credit note {number} on invoice {invoice.number}",
-        customer_id=invoice.customer_id,
-        invoice_id=invoice.invoice_id,
+        legs=legs,
     )
-    _post(uow, [posting])
 
 
 def post_written_off(uow: UnitOfWork, invoice: sa.Row[Any]) -> None:
     """`invoice` (its row before) marked uncollectible: what remained on it is bad debt."""
     remaining = invoice.amount_due - invoice.amount_paid - invoice.amount_credited
-    posting = store.Posting(
+    _post_about(
+        uow,
+        invoice,
         kind="invoice_written_off",
-        currency=invoice.currency,
-        legs=ledger.written_off(remaining=max(remaining, 0)),
         source_id=invoice.invoice_id,
         description=f"invoice {invoice.number} written off",
-        customer_id=invoice.customer_id,
-        invoice_id=invoice.invoice_id,
+        legs=ledger.written_off(remaining=max(remaining, 0)),
     )
-    _post(uow, [posting])
 
 
 def post_voided(uow: UnitOfWork, invoice: sa.Row[Any]) -> None:
     """`invoice` voided: all it still has on revenue, tax, receivable and bad debt reversed."""
     balances = store.invoice_balances(uow.conn, tenant_id=uow.tenant_id, invoice_id=invoice.invoice_id)
-    posting = store.Posting(
+    _post_about(
+        uow,
+        invoice,
         kind="invoice_voided",
-        currency=invoice.currency,
-        legs=ledger.voided(balances),
         source_id=invoice.invoice_id,
         description=f"invoice {invoice.number} voided",
-        customer_id=invoice.customer_id,
-        invoice_id=invoice.invoice_id,
+        legs=ledger.voided(balances),
     )
-    _post(uow, [posting])
 
 
 def trial_balance(
@@ -264,6 +279,25 @@ class Aging:
     as_of: dt.datetime
     customers: list[AgingRow]
 
+    def snapshot(self) -> dict[str, Any]:
+        """The aging as the API and the CLI show it: amounts as exact decimal text."""
+        return {
+            "as_of": self.as_of,
+            "customers": [
+                {
+                    "customer": row.customer,
+                    "currency": row.currency,
+                    "buckets": {bucket: format(v, "f") for bucket, v in row.buckets.items()},
+                    "total": format(row.total, "f"),
+                }
+                for row in self.customers
+            ],
+            "totals": {
+                code: {key: format(v, "f") for key, v in totals.items()}
+                for code, totals in self.totals().items()
+            },
+        }
+
     def totals(self) -> dict[str, dict[str, Decimal]]:
         """Per currency, each bucket's total and `total`: what the trial balance shows as
         accounts receivable at the same instant."""
@@ -343,7 +377,7 @@ class PeriodView:
     """A month's state: closed or open, and its latest change."""
 
     month: str
-    status: str
+    status: Literal["closed", "open"]
     changed_at: dt.datetime
     changed_by: str
     reason: str | None
@@ -352,7 +386,7 @@ class PeriodView:
         return {
             "month": self.month,
             "status": self.status,
-            "changed_at": self.changed_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
+            "changed_at": stamp(self.changed_at),
             "changed_by": self.changed_by,
             "reason": self.reason,
         }

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from decimal import Decimal
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -95,10 +94,6 @@ def _aware(value: dt.datetime, name: str) -> dt.datetime:
         raise InvalidInput(str(error), field=name) from error
 
 
-def _text(amount: Decimal) -> str:
-    return format(amount, "f")
-
-
 @router.get(
     "/ar_aging",
     response_model=AgingOut,
@@ -118,22 +113,9 @@ def ar_aging(
             media_type="text/csv",
             headers={"Content-Disposition": 'attachment; filename="ar_aging.csv"'},
         )
-    body = AgingOut(
-        as_of=instant,
-        customers=[
-            AgingRowOut(
-                customer=row.customer,
-                currency=row.currency,
-                buckets={bucket: _text(amount) for bucket, amount in row.buckets.items()},
-                total=_text(row.total),
-            )
-            for row in aging.customers
-        ],
-        totals={
-            code: {key: _text(v) for key, v in totals.items()} for code, totals in aging.totals().items()
-        },
+    return Response(
+        AgingOut.model_validate(aging.snapshot()).model_dump_json(), media_type="application/json"
     )
-    return Response(body.model_dump_json(), media_type="application/json")
 
 
 @router.get(
@@ -170,7 +152,7 @@ class PeriodOut(BaseModel):
     def of(cls, view: ledger.PeriodView) -> PeriodOut:
         return cls(
             month=view.month,
-            status="closed" if view.status == "closed" else "open",
+            status=view.status,
             changed_at=view.changed_at,
             changed_by=view.changed_by,
             reason=view.reason,

@@ -99,16 +99,20 @@ def test_ledger_rows_cannot_be_changed(
     assert _sqlstate(caught) == "AC001"
 
 
-def test_a_posting_is_posted_once_per_key(db: Database, tenant: CreatedTenant) -> None:
-    tid = tenant.tenant.tenant_id
-    source = uuid.uuid4()
-    posting = ledger_store.Posting(
+def _overpayment(minor: int) -> ledger_store.Posting:
+    """A payment of `minor` USD cents, all of it to the customer's credit."""
+    return ledger_store.Posting(
         kind="payment",
         currency="USD",
-        legs=(Leg(Account.CASH, 250), Leg(Account.CUSTOMER_CREDIT, -250)),
-        source_id=source,
+        legs=(Leg(Account.CASH, minor), Leg(Account.CUSTOMER_CREDIT, -minor)),
+        source_id=uuid.uuid4(),
         description="an overpayment",
     )
+
+
+def test_a_posting_is_posted_once_per_key(db: Database, tenant: CreatedTenant) -> None:
+    tid = tenant.tenant.tenant_id
+    posting = _overpayment(250)
     for expected in (1, 0):
         with db.transaction() as conn:
             assert ledger_store.post(conn, tenant_id=tid, at=NOW, postings=[posting]) == expected
@@ -303,14 +307,7 @@ def test_what_a_period_refuses(db: Database, tenant: CreatedTenant) -> None:
 
 def test_a_close_waits_for_postings_in_flight(db: Database, tenant: CreatedTenant) -> None:
     tid = tenant.tenant.tenant_id
-    source = uuid.uuid4()
-    posting = ledger_store.Posting(
-        kind="payment",
-        currency="USD",
-        legs=(Leg(Account.CASH, 100), Leg(Account.CUSTOMER_CREDIT, -100)),
-        source_id=source,
-        description="in flight",
-    )
+    posting = _overpayment(100)
     january = dt.datetime(2026, 1, 20, tzinfo=dt.UTC)
     closed = threading.Event()
 
